@@ -15,8 +15,10 @@ import numpy as np
 # OpenGL/Blender cameras look down -z with y up; OpenCV looks down +z with y down.
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
-# OpenCV distortion coefficient order: k1 k2 p1 p2 k3 k4 k5 k6 (radial-tangential model).
-DISTORTION_NAMES = ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6")
+# Distortion coefficient order (radial-tangential): k1 k2 p1 p2 k3 k4, with the polynomial radial
+# factor 1 + k1 r^2 + k2 r^4 + k3 r^6 + k4 r^8 (nerfstudio's OPENCV convention; COLMAP's
+# SIMPLE_RADIAL, RADIAL and OPENCV models are prefixes of it). Fisheye: k1 k2 k3 k4 on theta.
+DISTORTION_NAMES = ("k1", "k2", "p1", "p2", "k3", "k4")
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Camera:
     world_to_camera: np.ndarray = field(repr=False)
     """4x4 float64, OpenCV axes: maps world points into the camera frame."""
     distortion: np.ndarray | None = field(default=None, repr=False)
-    """OpenCV radial-tangential coefficients (k1 k2 p1 p2 k3 k4 k5 k6), or the four fisheye
+    """Radial-tangential coefficients in DISTORTION_NAMES order, or the four fisheye
     coefficients when ``fisheye``; None for an ideal pinhole (images already undistorted)."""
     fisheye: bool = False
     name: str = ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +52,9 @@ class Dataset:
     """uint8 [N,3] colours of ``points``."""
     normalization: Similarity = field(default_factory=Similarity)
     config: DataConfig = field(default_factory=DataConfig)
+    source_cameras: list[Camera | None] | None = None
+    """Where an image file on disk is distorted: its distorted camera (same resolution as
+    ``cameras[i]``); the image is undistorted to ``cameras[i]`` when decoded."""
     _images: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -65,6 +68,11 @@ class Dataset:
         if i not in self._images:
             cam = self.cameras[i]
             img = read_image(self.image_paths[i], (cam.width, cam.height))
+            source = self.source_cameras[i] if self.source_cameras is not None else None
+            if source is not None and source.is_distorted:
+                from recon.data.undistort import undistort_image
+
+                img = undistort_image(img, source, cam)
             if self.mask_paths is not None and self.mask_paths[i] is not None:
                 mask = read_image(self.mask_paths[i], (cam.width, cam.height))
                 alpha = mask[..., :1] if mask.ndim == 3 else mask[..., None]
@@ -105,6 +113,8 @@ def build_dataset(
     """Validate what a loader read, apply downscaling, assign the split and normalise the scene.
 
     Loaders give cameras in the input's world frame at the resolution of ``image_paths``.
+    Distorted cameras (``camera.is_distorted``) are kept as ``source_cameras`` and replaced by
+    their ideal pinhole counterparts; images are undistorted when decoded.
     """
     if not cameras:
         raise DatasetError(f"No images found in the dataset at {root}. Check the folder and its format.")
@@ -125,6 +135,9 @@ def build_dataset(
         factor *= min(1.0, config.max_size / longest)
     if factor != 1.0:
         cameras = [c.scaled(factor) for c in cameras]
+    source = [c if c.is_distorted else None for c in cameras]
+    source_cameras = source if any(s is not None for s in source) else None
+    cameras = [replace(c, distortion=None, fisheye=False) for c in cameras]
     if split is None:
         split = ["test" if i % config.test_every == 0 else "train" for i in range(len(cameras))]
     norm = normalizing_similarity(cameras) if config.normalize else Similarity()
@@ -135,6 +148,7 @@ def build_dataset(
         cameras=cameras, image_paths=[Path(p) for p in image_paths], split=list(split),
         format=format, root=Path(root), mask_paths=mask_paths, points=points,
         point_colors=point_colors, normalization=norm, config=config,
+        source_cameras=source_cameras,
     )
 
 
