@@ -52,7 +52,8 @@ class Camera:
 
     @property
     def is_distorted(self) -> bool:
-        return self.distortion is not None and bool(np.any(self.distortion != 0))
+        # A fisheye camera is never a pinhole, even with zero coefficients (equidistant model).
+        return self.fisheye or (self.distortion is not None and bool(np.any(self.distortion != 0)))
 
     @property
     def fov_x(self) -> float:
