@@ -1,0 +1,312 @@
+"""`recon process`: pose a folder of photos with structure-from-motion (pycolmap, on the CPU).
+
+The pipeline is COLMAP's: SIFT features, exhaustive matching (sequential for long captures),
+incremental mapping. The largest reconstruction is written as a posed dataset folder::
+
+    out/images/          the registered photos, copied unchanged (alpha kept)
+    out/sparse/0/        the COLMAP model (binary), camera model as estimated
+    out/transforms.json  the same cameras in nerfstudio's format, referencing sparse_pc.ply
+    out/sparse_pc.ply    the triangulated points (xyz + uint8 rgb)
+
+Both camera files share COLMAP's world frame (no axis swap is applied).
+
+Distortion: a distorted camera model (SIMPLE_RADIAL, RADIAL, OPENCV) is written as estimated and the
+photos are copied untouched; recon's loaders undistort each image when it is decoded. Undistorting
+here would resample the photos an extra time, change their size and drop their alpha channel.
+
+Transparent photos (RGBA renders): SIFT runs on copies composited over ``SfMConfig.background``, so
+the transparent region is one flat colour without features instead of whatever colour happens to be
+stored under alpha = 0.
+
+All work happens in a scratch folder inside ``out``; the final files are moved in only once mapping
+succeeded, so a failed run leaves an empty ``out`` rather than something that looks like a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from recon.cameras import DISTORTION_NAMES, Camera
+from recon.data.dataset import composite_background, image_size, list_images, read_image
+from recon.errors import DatasetError, ReconError, SfMError, prepare_output_dir
+
+MIN_IMAGES = 3
+"""Fewer posed views than this cannot constrain a reconstruction."""
+SEQUENTIAL_ABOVE = 300
+"""The "auto" matcher pairs every image with every other up to this many images (quadratic cost),
+and beyond it only neighbours in file-name order (video frames, walk-through captures)."""
+SCRATCH = ".recon-process"
+"""Scratch folder inside ``out``; removed on success and on failure."""
+
+# COLMAP camera model -> its parameter names, in COLMAP's order.
+CAMERA_MODELS = {
+    "SIMPLE_PINHOLE": ("f", "cx", "cy"),
+    "PINHOLE": ("fx", "fy", "cx", "cy"),
+    "SIMPLE_RADIAL": ("f", "cx", "cy", "k1"),
+    "RADIAL": ("f", "cx", "cy", "k1", "k2"),
+    "OPENCV": ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2"),
+}
+
+
+@dataclass(frozen=True)
+class SfMConfig:
+    """How structure-from-motion is run."""
+
+    matcher: Literal["auto", "exhaustive", "sequential"] = "auto"
+    """Image pairing: exhaustive up to SEQUENTIAL_ABOVE images, sequential beyond (auto)."""
+    single_camera: bool = True
+    """All photos share one camera (its intrinsics are estimated from every view)."""
+    camera_model: str = "SIMPLE_RADIAL"
+    """COLMAP camera model, one of CAMERA_MODELS."""
+    max_image_size: int = 1600
+    """Longer side of the images SIFT sees (keypoints are mapped back to full resolution)."""
+    seed: int = 0
+    """Seed of COLMAP's RANSAC and mapper. Runs repeat exactly only with num_threads=1."""
+    num_threads: int | None = None
+    """CPU threads for extraction, matching and mapping; None uses every core this process may use."""
+    background: Literal["white", "black"] = "white"
+    """Colour composited behind transparent pixels before feature extraction."""
+
+
+def process_images(images: Path, out: Path, cfg: SfMConfig | None = None, *, force: bool = False,
+                   quiet: bool = False) -> Path:
+    """Pose the photos in ``images`` and write a posed dataset folder to ``out`` (returned).
+
+    Raises DatasetError for an unusable image folder, SfMError when fewer than three images can be
+    posed, OutputExistsError when ``out`` holds files and ``force`` is not given. The input is
+    checked completely before ``out`` is touched, so ``force`` never deletes old results for nothing.
+    """
+    cfg = cfg or SfMConfig()
+    images, out = Path(images), Path(out)
+    if cfg.camera_model not in CAMERA_MODELS:
+        raise ReconError(f"Unsupported camera model {cfg.camera_model!r}; choose one of "
+                         f"{', '.join(CAMERA_MODELS)}.")
+    if images.resolve().is_relative_to(out.resolve()):
+        raise ReconError(f"The image folder {images} lies inside the output folder {out}, which "
+                         "process would overwrite. Choose an --out outside the image folder.")
+    with _progress(quiet) as progress, _colmap_log():
+        paths = check_images(images, progress)
+        prepare_output_dir(out, force)
+        scratch = out / SCRATCH
+        try:
+            sift_dir = scratch / "sift_images"
+            _stage_for_sift(paths, sift_dir, cfg.background)
+            rec = _reconstruct(sift_dir, [p.name for p in paths], scratch, cfg, progress)
+            result = scratch / "result"
+            _write_result(rec, images, result)
+            for item in sorted(result.iterdir()):
+                os.replace(item, out / item.name)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return out
+
+
+# -- input checks -------------------------------------------------------------------------------
+
+def check_images(folder: Path, progress=None) -> list[Path]:
+    """The images of ``folder`` (sorted): at least three, all decodable, all the same size."""
+    paths = list_images(folder)
+    if len(paths) < MIN_IMAGES:
+        raise DatasetError(f"Image folder {folder} holds {len(paths)} image(s); structure-from-motion "
+                           f"needs at least {MIN_IMAGES} overlapping photos (a few dozen work best).")
+    sizes = {p: image_size(p) for p in paths}
+    common = Counter(sizes.values()).most_common(1)[0][0]
+    odd = [f"{p.name} ({w}x{h})" for p, (w, h) in sizes.items() if (w, h) != common]
+    if odd:
+        raise DatasetError(
+            f"Images in {folder} differ in size: most are {common[0]}x{common[1]}, but "
+            f"{_listing(odd)}. Resize them to one size, or split the folder into one folder per "
+            "camera and process each."
+        )
+    task = progress.add_task("Checking images", total=len(paths))
+    for p in paths:
+        read_image(p)  # a full decode: a truncated or corrupt file raises a DatasetError naming it
+        progress.advance(task)
+    return paths
+
+
+def _stage_for_sift(paths: list[Path], dest: Path, background: str) -> None:
+    """Copy the photos to ``dest`` for COLMAP, compositing transparent ones over ``background``."""
+    from PIL import Image
+
+    dest.mkdir(parents=True)
+    for p in paths:
+        with Image.open(p) as im:
+            transparent = "A" in im.getbands() or "transparency" in im.info
+        if not transparent:
+            shutil.copyfile(p, dest / p.name)
+            continue
+        rgb = composite_background(read_image(p), background)
+        # Same name and format as the original (lossless where the format allows), so COLMAP's
+        # image names match the photos copied to out/images.
+        Image.fromarray(np.round(rgb * 255.0).astype(np.uint8)).save(dest / p.name, lossless=True,
+                                                                      quality=100)
+
+
+# -- structure-from-motion ----------------------------------------------------------------------
+
+def _reconstruct(image_dir: Path, names: list[str], work: Path, cfg: SfMConfig, progress):
+    """Run extraction, matching and mapping; the largest reconstruction, with at least 3 images."""
+    import pycolmap
+
+    threads = cfg.num_threads or _available_cores()
+    pycolmap.set_random_seed(cfg.seed)
+    database = work / "database.db"
+
+    task = progress.add_task("Extracting SIFT features", total=None)
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.use_gpu = False
+    extraction.num_threads = threads
+    extraction.max_image_size = cfg.max_image_size
+    pycolmap.extract_features(
+        database, image_dir, image_names=names,
+        camera_mode=pycolmap.CameraMode.SINGLE if cfg.single_camera else pycolmap.CameraMode.PER_IMAGE,
+        reader_options=pycolmap.ImageReaderOptions(camera_model=cfg.camera_model),
+        extraction_options=extraction, device=pycolmap.Device.cpu,
+    )
+    database_stats = pycolmap.Database.open(database)
+    progress.update(task, total=len(names), completed=len(names),
+                    description=f"SIFT features: {database_stats.num_keypoints():,} keypoints")
+
+    sequential = cfg.matcher == "sequential" or (cfg.matcher == "auto" and len(names) > SEQUENTIAL_ABOVE)
+    pairing = "sequential" if sequential else "exhaustive"
+    task = progress.add_task(f"Matching features ({pairing})", total=None)
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.use_gpu = False
+    matching.num_threads = threads
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = cfg.seed
+    match = pycolmap.match_sequential if sequential else pycolmap.match_exhaustive
+    match(database, matching_options=matching, verification_options=verification,
+          device=pycolmap.Device.cpu)
+    matched = database_stats.num_matched_image_pairs()
+    # Every matched pair gets a geometry entry; only those with inliers passed verification.
+    verified = sum(len(g.inlier_matches) > 0 for g in database_stats.read_two_view_geometries()[1])
+    progress.update(task, total=matched, completed=matched,
+                    description=f"Matched image pairs ({pairing}): {verified:,} verified")
+    database_stats.close()
+
+    task = progress.add_task("Registering images", total=len(names))
+    mapping = pycolmap.IncrementalPipelineOptions()
+    mapping.num_threads = threads
+    mapping.random_seed = cfg.seed
+    mapping.min_model_size = MIN_IMAGES  # keep small models too: the error below names what failed
+    registered = 0
+
+    def on_initial_pair() -> None:  # a new model starts (the first, or one after a failed attempt)
+        nonlocal registered
+        registered = 2
+        progress.update(task, completed=registered)
+
+    def on_next_image() -> None:
+        nonlocal registered
+        registered += 1
+        progress.update(task, completed=registered)
+
+    models = pycolmap.incremental_mapping(database, image_dir, work / "sparse", mapping,
+                                          initial_image_pair_callback=on_initial_pair,
+                                          next_image_callback=on_next_image)
+    best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+    posed = {best.image(i).name for i in best.reg_image_ids()} if best is not None else set()
+    progress.update(task, completed=len(posed))
+    failed = [n for n in names if n not in posed]
+    if len(posed) < MIN_IMAGES:
+        raise SfMError(
+            f"Structure-from-motion posed only {len(posed)} of {len(names)} images (at least "
+            f"{MIN_IMAGES} are needed). Not registered: {_listing(failed)}. The photos must overlap "
+            "(each part of the scene seen in several photos from nearby viewpoints), show textured, "
+            "static surfaces and be sharp: add photos between the views, avoid plain walls and "
+            "reflections, or raise --max-image-size for small or distant detail."
+            + (" For an unordered collection use --matcher exhaustive." if sequential else "")
+        )
+    if failed:
+        warnings.warn(f"{len(failed)} of {len(names)} images could not be posed and are left out: "
+                      f"{_listing(failed)}. Add overlapping photos near them to include them.",
+                      stacklevel=3)
+    return best
+
+
+# -- output -------------------------------------------------------------------------------------
+
+def _write_result(rec, images: Path, dest: Path) -> None:
+    """Write images/, sparse/0, transforms.json and sparse_pc.ply for ``rec`` into ``dest``."""
+    from recon.data.transforms import write_ply_points, write_transforms
+
+    ids = sorted(rec.reg_image_ids(), key=lambda i: rec.image(i).name)
+    (dest / "images").mkdir(parents=True)
+    for i in ids:
+        name = rec.image(i).name
+        shutil.copyfile(images / name, dest / "images" / name)
+    (dest / "sparse" / "0").mkdir(parents=True)
+    rec.write(dest / "sparse" / "0")
+    points = list(rec.points3D.values())
+    xyz = np.array([p.xyz for p in points], dtype=np.float64).reshape(-1, 3)
+    rgb = np.array([p.color for p in points], dtype=np.uint8).reshape(-1, 3)
+    write_ply_points(dest / "sparse_pc.ply", xyz, rgb)
+    cameras = [camera_from_colmap(rec.image(i)) for i in ids]
+    write_transforms(dest / "transforms.json", cameras, [f"images/{c.name}" for c in cameras],
+                     ply_file_path="sparse_pc.ply")
+
+
+def camera_from_colmap(image) -> Camera:
+    """recon Camera of a posed pycolmap Image (COLMAP's cam_from_world is OpenCV world->camera,
+    and its pixel centres are at half-integers like recon's, so nothing is flipped or shifted)."""
+    cam = image.camera
+    p = dict(zip(CAMERA_MODELS[cam.model.name], cam.params))
+    fx, fy = p.get("fx", p.get("f")), p.get("fy", p.get("f"))
+    distortion = np.array([p.get(name, 0.0) for name in DISTORTION_NAMES])
+    w2c = np.eye(4)
+    w2c[:3] = image.cam_from_world().matrix()
+    return Camera(int(cam.width), int(cam.height), float(fx), float(fy), float(p["cx"]),
+                  float(p["cy"]), w2c, distortion=distortion if distortion.any() else None,
+                  name=image.name)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _available_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's core count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _listing(names: list[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool) -> Iterator:
+    """A rich progress display on stderr (one line per stage), or a silent one when ``quiet``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, \
+        TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True),
+                  disable=quiet) as progress:
+        yield progress
+
+
+@contextlib.contextmanager
+def _colmap_log() -> Iterator[None]:
+    """Keep COLMAP's log to errors: its INFO lines are replaced by the progress display, and its
+    warnings are about internal retries ("discarding reconstruction") that recon reports itself."""
+    import pycolmap
+
+    before = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = pycolmap.logging.ERROR
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = before
