@@ -91,7 +91,7 @@ def _intrinsics(cameras: list[Camera]) -> dict:
 
 def _distortion(cameras: list[Camera]) -> dict | None:
     """None for pinhole images; else the shared coefficients, or how many cameras are distorted."""
-    distorted = [c for c in cameras if c.is_distorted or c.fisheye]
+    distorted = [c for c in cameras if c.is_distorted]
     if not distorted:
         return None
     first = distorted[0].distortion
