@@ -57,7 +57,11 @@ def detect(path: Path) -> bool:
 
 
 def load(path: Path, config: DataConfig) -> Dataset:
-    """Read a nerfstudio, Blender or instant-ngp dataset (see the module docstring)."""
+    """Read a nerfstudio, Blender or instant-ngp dataset (see the module docstring).
+
+    ``path`` is a folder (its transforms.json, else its transforms_{train,val,test}.json with the
+    split their names declare) or one JSON file, read alone.
+    """
     files = _json_files(Path(path))
     root = files[0][0].parent
     cameras: list[Camera] = []
