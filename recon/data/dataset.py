@@ -142,6 +142,8 @@ def build_dataset(
         split = ["test" if i % config.test_every == 0 else "train" for i in range(len(cameras))]
     norm = normalizing_similarity(cameras) if config.normalize else Similarity()
     cameras = [c.transformed(norm) for c in cameras]
+    if source_cameras is not None:
+        source_cameras = [s.transformed(norm) if s is not None else None for s in source_cameras]
     if points is not None:
         points = norm.apply(points)
     return Dataset(
