@@ -1,0 +1,180 @@
+// The torch ops of recon's rasterizer: schemas declared once under TORCH_LIBRARY(recon), the CPU
+// implementation registered here; the CUDA one is registered by bindings_cuda.cpp, which only the
+// CUDA build compiles. This file checks shapes and allocates; cuda/cpu/rasterize.cpp computes.
+#include <ATen/core/Tensor.h>
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/library.h>
+
+#include "include/rasterize.h"
+
+namespace recon {
+
+// Shape, dtype and device checks shared with the CUDA registration (bindings_cuda.cpp), which
+// redeclares these two functions. Messages name the argument and the expected shape.
+RasterParams check_raster_inputs(const at::Tensor& params, const at::Tensor& opacities,
+                                 const at::Tensor& features, const at::Tensor& isect_prims,
+                                 const at::Tensor& tile_ranges, int64_t kind, int64_t width,
+                                 int64_t height, int64_t tile_size) {
+  const int P = cpu::kernel_params(static_cast<int>(kind));
+  const int V = cpu::kernel_vertices(static_cast<int>(kind));
+  TORCH_CHECK(P > 0, "recon rasterizer: unknown primitive kind ", kind,
+              " (this build knows gaussian=0, convex=1, triangle=2 where compiled in)");
+  TORCH_CHECK(width > 0 && height > 0 && tile_size > 0, "recon rasterizer: width, height and ",
+              "tile_size must be positive, got ", width, "x", height, " tile ", tile_size);
+  TORCH_CHECK(params.dim() == 3 && params.size(2) == P, "recon rasterizer: params must be [B, N, ",
+              P, "] for kind ", kind, ", got ", params.sizes());
+  TORCH_CHECK(at::isFloatingType(params.scalar_type()) &&
+                  (params.scalar_type() == at::kFloat || params.scalar_type() == at::kDouble),
+              "recon rasterizer: params must be float32 or float64, got ", params.scalar_type());
+  const int64_t B = params.size(0), N = params.size(1);
+  TORCH_CHECK(opacities.dim() == 2 && opacities.size(0) == B && opacities.size(1) == N,
+              "recon rasterizer: opacities must be [B, N] = [", B, ", ", N, "], got ",
+              opacities.sizes());
+  TORCH_CHECK(features.dim() == 4 && features.size(0) == B && features.size(1) == N &&
+                  features.size(2) == V,
+              "recon rasterizer: features must be [B, N, V, C] = [", B, ", ", N, ", ", V,
+              ", C], got ", features.sizes());
+  for (const at::Tensor* t : {&opacities, &features}) {
+    TORCH_CHECK(t->scalar_type() == params.scalar_type(),
+                "recon rasterizer: opacities and features must have the dtype of params (",
+                params.scalar_type(), "), got ", t->scalar_type());
+  }
+  for (const at::Tensor* t : {&params, &opacities, &features, &isect_prims, &tile_ranges}) {
+    TORCH_CHECK(t->device() == params.device(), "recon rasterizer: all inputs must be on ",
+                params.device(), ", got one on ", t->device());
+    TORCH_CHECK(t->is_contiguous(), "recon rasterizer: inputs must be contiguous");
+  }
+  const int64_t tiles_x = (width + tile_size - 1) / tile_size;
+  const int64_t tiles_y = (height + tile_size - 1) / tile_size;
+  TORCH_CHECK(isect_prims.dim() == 1 && isect_prims.scalar_type() == at::kInt,
+              "recon rasterizer: isect_prims must be a 1-D int32 tensor, got ",
+              isect_prims.scalar_type(), " ", isect_prims.sizes());
+  TORCH_CHECK(tile_ranges.dim() == 2 && tile_ranges.size(0) == B * tiles_x * tiles_y &&
+                  tile_ranges.size(1) == 2 && tile_ranges.scalar_type() == at::kInt,
+              "recon rasterizer: tile_ranges must be int32 [B * tiles, 2] = [",
+              B * tiles_x * tiles_y, ", 2], got ", tile_ranges.scalar_type(), " ",
+              tile_ranges.sizes());
+  TORCH_CHECK(B * N < (int64_t(1) << 31) && isect_prims.size(0) < (int64_t(1) << 31),
+              "recon rasterizer: too many primitives or intersections for int32 indices");
+  RasterParams p;
+  p.B = static_cast<int>(B);
+  p.N = static_cast<int>(N);
+  p.C = static_cast<int>(features.size(3));
+  p.width = static_cast<int>(width);
+  p.height = static_cast<int>(height);
+  p.tile_size = static_cast<int>(tile_size);
+  p.tiles_x = static_cast<int>(tiles_x);
+  p.tiles_y = static_cast<int>(tiles_y);
+  p.num_isects = static_cast<int>(isect_prims.size(0));
+  return p;
+}
+
+void check_backward_inputs(const RasterParams& p, const at::Tensor& params,
+                           const at::Tensor& final_T, const at::Tensor& last_idx,
+                           const at::Tensor& v_out, const at::Tensor& v_alpha) {
+  auto expect = [&](const at::Tensor& t, std::vector<int64_t> shape, at::ScalarType dtype,
+                    const char* name) {
+    TORCH_CHECK(t.sizes() == at::IntArrayRef(shape) && t.scalar_type() == dtype &&
+                    t.device() == params.device() && t.is_contiguous(),
+                "recon rasterizer backward: ", name, " must be a contiguous ", dtype, " tensor of ",
+                "shape ", at::IntArrayRef(shape), " on ", params.device(), ", got ", t.scalar_type(),
+                " ", t.sizes());
+  };
+  expect(final_T, {p.B, p.height, p.width}, params.scalar_type(), "final_T");
+  expect(last_idx, {p.B, p.height, p.width}, at::kInt, "last_idx");
+  expect(v_out, {p.B, p.height, p.width, p.C}, params.scalar_type(), "v_out");
+  expect(v_alpha, {p.B, p.height, p.width}, params.scalar_type(), "v_alpha");
+}
+
+namespace {
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_fwd_cpu(
+    const at::Tensor& params, const at::Tensor& opacities, const at::Tensor& features,
+    const at::Tensor& isect_prims, const at::Tensor& tile_ranges, int64_t kind, int64_t width,
+    int64_t height, int64_t tile_size) {
+  const RasterParams p = check_raster_inputs(params, opacities, features, isect_prims, tile_ranges,
+                                             kind, width, height, tile_size);
+  const auto opts = params.options();
+  const auto iopts = opts.dtype(at::kInt);
+  at::Tensor out = at::empty({p.B, p.height, p.width, p.C}, opts);
+  at::Tensor final_T = at::empty({p.B, p.height, p.width}, opts);
+  at::Tensor last_idx = at::empty({p.B, p.height, p.width}, iopts);
+  at::Tensor median_idx = at::empty({p.B, p.height, p.width}, iopts);
+  at::Tensor max_weight = at::zeros({p.B, p.N}, opts);
+  at::Tensor isect_weight = at::zeros({p.num_isects}, opts);
+  AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "recon::rasterize_fwd", [&] {
+    ForwardArgs<scalar_t> a{p,
+                            params.data_ptr<scalar_t>(),
+                            opacities.data_ptr<scalar_t>(),
+                            features.data_ptr<scalar_t>(),
+                            isect_prims.data_ptr<int32_t>(),
+                            tile_ranges.data_ptr<int32_t>(),
+                            out.data_ptr<scalar_t>(),
+                            final_T.data_ptr<scalar_t>(),
+                            last_idx.data_ptr<int32_t>(),
+                            median_idx.data_ptr<int32_t>(),
+                            max_weight.data_ptr<scalar_t>(),
+                            isect_weight.data_ptr<scalar_t>()};
+    cpu::rasterize_forward<scalar_t>(static_cast<int>(kind), a);
+  });
+  return {out, final_T, last_idx, median_idx, max_weight};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_bwd_cpu(
+    const at::Tensor& params, const at::Tensor& opacities, const at::Tensor& features,
+    const at::Tensor& isect_prims, const at::Tensor& tile_ranges, int64_t kind, int64_t width,
+    int64_t height, int64_t tile_size, const at::Tensor& final_T, const at::Tensor& last_idx,
+    const at::Tensor& v_out, const at::Tensor& v_alpha, bool absgrad) {
+  const RasterParams p = check_raster_inputs(params, opacities, features, isect_prims, tile_ranges,
+                                             kind, width, height, tile_size);
+  check_backward_inputs(p, params, final_T, last_idx, v_out, v_alpha);
+  const auto opts = params.options();
+  at::Tensor v_params = at::zeros_like(params);
+  at::Tensor v_opacities = at::zeros_like(opacities);
+  at::Tensor v_features = at::zeros_like(features);
+  at::Tensor abs_params = absgrad ? at::zeros_like(params) : at::empty({0}, opts);
+  const int stride = cpu::backward_scratch_stride(static_cast<int>(kind), p.C, absgrad);
+  at::Tensor scratch = at::zeros({static_cast<int64_t>(p.num_isects) * stride}, opts);
+  AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "recon::rasterize_bwd", [&] {
+    BackwardArgs<scalar_t> a{p,
+                             params.data_ptr<scalar_t>(),
+                             opacities.data_ptr<scalar_t>(),
+                             features.data_ptr<scalar_t>(),
+                             isect_prims.data_ptr<int32_t>(),
+                             tile_ranges.data_ptr<int32_t>(),
+                             final_T.data_ptr<scalar_t>(),
+                             last_idx.data_ptr<int32_t>(),
+                             v_out.data_ptr<scalar_t>(),
+                             v_alpha.data_ptr<scalar_t>(),
+                             v_params.data_ptr<scalar_t>(),
+                             v_opacities.data_ptr<scalar_t>(),
+                             v_features.data_ptr<scalar_t>(),
+                             absgrad ? abs_params.data_ptr<scalar_t>() : nullptr,
+                             scratch.data_ptr<scalar_t>()};
+    cpu::rasterize_backward<scalar_t>(static_cast<int>(kind), a);
+  });
+  return {v_params, v_opacities, v_features, abs_params};
+}
+
+}  // namespace
+}  // namespace recon
+
+TORCH_LIBRARY(recon, m) {
+  m.def(
+      "rasterize_fwd(Tensor params, Tensor opacities, Tensor features, Tensor isect_prims, "
+      "Tensor tile_ranges, int kind, int width, int height, int tile_size) "
+      "-> (Tensor out, Tensor final_T, Tensor last_idx, Tensor median_idx, Tensor max_weight)");
+  m.def(
+      "rasterize_bwd(Tensor params, Tensor opacities, Tensor features, Tensor isect_prims, "
+      "Tensor tile_ranges, int kind, int width, int height, int tile_size, Tensor final_T, "
+      "Tensor last_idx, Tensor v_out, Tensor v_alpha, bool absgrad) "
+      "-> (Tensor v_params, Tensor v_opacities, Tensor v_features, Tensor absgrad_params)");
+}
+
+TORCH_LIBRARY_IMPL(recon, CPU, m) {
+  m.impl("rasterize_fwd", &recon::rasterize_fwd_cpu);
+  m.impl("rasterize_bwd", &recon::rasterize_bwd_cpu);
+}

@@ -1,0 +1,203 @@
+// OpenMP launcher of the tile rasterizer: one tile per task, the tile's pixels held in small arrays
+// and the tile's depth-sorted primitives in the outer loop, so each footprint is read once per tile
+// and the whole tile stops as soon as every pixel has saturated. No torch: raw pointers only.
+//
+// Determinism: gradients (and the per-primitive max weight) are first written per intersection,
+// each row owned by the one tile that visits it, then reduced over intersections in sorted order.
+#include <algorithm>
+#include <vector>
+
+#include "../include/rasterize.h"
+
+namespace recon {
+namespace cpu {
+namespace {
+
+struct TileGeometry {
+  int b, x0, y0, x1, y1;  // camera and pixel rectangle [x0, x1) x [y0, y1)
+  int start, end;          // intersection range
+};
+
+inline TileGeometry tile_geometry(const RasterParams& p, const int32_t* ranges, int tile) {
+  const int tiles = p.tiles_x * p.tiles_y;
+  TileGeometry g;
+  g.b = tile / tiles;
+  const int t = tile % tiles;
+  g.x0 = (t % p.tiles_x) * p.tile_size;
+  g.y0 = (t / p.tiles_x) * p.tile_size;
+  g.x1 = std::min(g.x0 + p.tile_size, p.width);
+  g.y1 = std::min(g.y0 + p.tile_size, p.height);
+  g.start = ranges[2 * tile];
+  g.end = ranges[2 * tile + 1];
+  return g;
+}
+
+template <typename K, typename T>
+void forward_tiles(const ForwardArgs<T>& a) {
+  const RasterParams& p = a.p;
+  const int C = p.C;
+  const int num_tiles = p.B * p.tiles_x * p.tiles_y;
+#pragma omp parallel
+  {
+    std::vector<T> px, py, trans, acc;
+    std::vector<int32_t> last, median, pixel;
+#pragma omp for schedule(dynamic, 1)
+    for (int tile = 0; tile < num_tiles; ++tile) {
+      const TileGeometry g = tile_geometry(p, a.tile_ranges, tile);
+      // Gather the tile's pixels (edge tiles are partial).
+      px.clear(); py.clear(); pixel.clear();
+      for (int y = g.y0; y < g.y1; ++y)
+        for (int x = g.x0; x < g.x1; ++x) {
+          px.push_back(T(x) + T(0.5));
+          py.push_back(T(y) + T(0.5));
+          pixel.push_back((g.b * p.height + y) * p.width + x);
+        }
+      const int n = static_cast<int>(pixel.size());
+      trans.assign(n, T(1));
+      acc.assign(static_cast<size_t>(n) * C, T(0));
+      last.assign(n, g.start - 1);
+      median.assign(n, -1);
+      // Indices of still-active pixels, compacted as pixels saturate.
+      std::vector<int> active(n);
+      for (int i = 0; i < n; ++i) active[i] = i;
+      int num_active = n;
+      for (int i = g.start; i < g.end && num_active > 0; ++i) {
+        const int prim = a.isect_prims[i];
+        const T* fp = a.params + static_cast<size_t>(prim) * K::P;
+        const T opacity = a.opacities[prim];
+        const T* feat = a.features + static_cast<size_t>(prim) * K::V * C;
+        T best = T(0);
+        int kept = 0;
+        for (int j = 0; j < num_active; ++j) {
+          const int q = active[j];
+          T weight = T(0);
+          const T before = trans[q];
+          const int r = forward_step<K>(fp, opacity, feat, C, px[q], py[q], trans[q],
+                                        acc.data() + static_cast<size_t>(q) * C, weight);
+          if (r == STEP_SATURATED) continue;  // drop q from the active list
+          active[kept++] = q;
+          if (r == STEP_BLENDED) {
+            last[q] = i;
+            if (before >= T(MEDIAN_TRANSMITTANCE) && trans[q] < T(MEDIAN_TRANSMITTANCE)) median[q] = i;
+            best = std::max(best, weight);
+          }
+        }
+        num_active = kept;
+        a.isect_weight[i] = best;
+      }
+      for (int q = 0; q < n; ++q) {
+        const int pix = pixel[q];
+        std::copy(acc.begin() + static_cast<size_t>(q) * C, acc.begin() + static_cast<size_t>(q + 1) * C,
+                  a.out + static_cast<size_t>(pix) * C);
+        a.final_T[pix] = trans[q];
+        a.last_idx[pix] = last[q];
+        a.median_idx[pix] = median[q];
+      }
+    }
+  }
+  // Reduce per-intersection maxima in sorted order (intersections a tile never reached stay 0).
+  for (int i = 0; i < p.num_isects; ++i) {
+    T& m = a.max_weight[a.isect_prims[i]];
+    m = std::max(m, a.isect_weight[i]);
+  }
+}
+
+template <typename K, typename T>
+void backward_tiles(const BackwardArgs<T>& a) {
+  const RasterParams& p = a.p;
+  const int C = p.C;
+  const int VC = K::V * C;
+  const bool with_abs = a.absgrad != nullptr;
+  const int stride = K::P + 1 + VC + (with_abs ? K::P : 0);
+  const int num_tiles = p.B * p.tiles_x * p.tiles_y;
+#pragma omp parallel
+  {
+    std::vector<T> px, py, trans, S, v_alpha_scaled;
+    std::vector<int32_t> last, pixel;
+#pragma omp for schedule(dynamic, 1)
+    for (int tile = 0; tile < num_tiles; ++tile) {
+      const TileGeometry g = tile_geometry(p, a.tile_ranges, tile);
+      if (g.end <= g.start) continue;
+      px.clear(); py.clear(); pixel.clear(); last.clear(); trans.clear();
+      int max_last = g.start - 1;
+      for (int y = g.y0; y < g.y1; ++y)
+        for (int x = g.x0; x < g.x1; ++x) {
+          const int pix = (g.b * p.height + y) * p.width + x;
+          px.push_back(T(x) + T(0.5));
+          py.push_back(T(y) + T(0.5));
+          pixel.push_back(pix);
+          last.push_back(a.last_idx[pix]);
+          trans.push_back(a.final_T[pix]);
+          max_last = std::max(max_last, a.last_idx[pix]);
+        }
+      const int n = static_cast<int>(pixel.size());
+      S.assign(static_cast<size_t>(n) * C, T(0));
+      for (int i = max_last; i >= g.start; --i) {
+        const int prim = a.isect_prims[i];
+        const T* fp = a.params + static_cast<size_t>(prim) * K::P;
+        const T opacity = a.opacities[prim];
+        const T* feat = a.features + static_cast<size_t>(prim) * VC;
+        T* row = a.scratch + static_cast<size_t>(i) * stride;  // owned by this tile only
+        T* v_fp = row;
+        T* v_op = row + K::P;
+        T* v_feat = row + K::P + 1;
+        T* abs_fp = with_abs ? row + K::P + 1 + VC : nullptr;
+        for (int q = 0; q < n; ++q) {
+          if (i > last[q]) continue;
+          const int pix = pixel[q];
+          backward_step<K, PlainAdd>(fp, opacity, feat, C, px[q], py[q], trans[q],
+                                     S.data() + static_cast<size_t>(q) * C,
+                                     a.v_out + static_cast<size_t>(pix) * C, a.v_alpha[pix],
+                                     a.final_T[pix], v_fp, v_op, v_feat, abs_fp);
+        }
+      }
+    }
+  }
+  // Reduce the per-intersection rows into per-primitive gradients, in sorted order.
+  for (int i = 0; i < p.num_isects; ++i) {
+    const size_t prim = static_cast<size_t>(a.isect_prims[i]);
+    const T* row = a.scratch + static_cast<size_t>(i) * stride;
+    for (int j = 0; j < K::P; ++j) a.v_params[prim * K::P + j] += row[j];
+    a.v_opacities[prim] += row[K::P];
+    for (int j = 0; j < VC; ++j) a.v_features[prim * VC + j] += row[K::P + 1 + j];
+    if (with_abs)
+      for (int j = 0; j < K::P; ++j) a.absgrad[prim * K::P + j] += row[K::P + 1 + VC + j];
+  }
+}
+
+}  // namespace
+
+template <typename T>
+bool rasterize_forward(int kind, const ForwardArgs<T>& args) {
+  return dispatch_kind(kind, [&](auto kernel) { forward_tiles<decltype(kernel)>(args); });
+}
+
+template <typename T>
+bool rasterize_backward(int kind, const BackwardArgs<T>& args) {
+  return dispatch_kind(kind, [&](auto kernel) { backward_tiles<decltype(kernel)>(args); });
+}
+
+int kernel_params(int kind) {
+  int P = 0;
+  dispatch_kind(kind, [&](auto kernel) { P = decltype(kernel)::P; });
+  return P;
+}
+
+int kernel_vertices(int kind) {
+  int V = 0;
+  dispatch_kind(kind, [&](auto kernel) { V = decltype(kernel)::V; });
+  return V;
+}
+
+int backward_scratch_stride(int kind, int C, bool absgrad) {
+  const int P = kernel_params(kind);
+  return P + 1 + kernel_vertices(kind) * C + (absgrad ? P : 0);
+}
+
+template bool rasterize_forward<float>(int, const ForwardArgs<float>&);
+template bool rasterize_forward<double>(int, const ForwardArgs<double>&);
+template bool rasterize_backward<float>(int, const BackwardArgs<float>&);
+template bool rasterize_backward<double>(int, const BackwardArgs<double>&);
+
+}  // namespace cpu
+}  // namespace recon

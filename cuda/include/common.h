@@ -1,0 +1,57 @@
+// Shared by every native translation unit of recon's rasterizer (C++/OpenMP and CUDA).
+// Framework-free: no torch types, only raw pointers and plain structs, so the same math compiles
+// for the host launcher, the CUDA kernels and (templated on the scalar) for float64 gradchecks.
+#pragma once
+
+#include <math.h>
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define HOST_DEVICE inline
+#endif
+
+namespace recon {
+
+// Primitive kinds; the Python side mirrors these numbers in recon/primitives/base.py.
+constexpr int KIND_GAUSSIAN = 0;
+constexpr int KIND_CONVEX = 1;
+constexpr int KIND_TRIANGLE = 2;
+
+// Compositing constants shared with the pure-torch reference (recon/render/reference.py).
+constexpr double ALPHA_MAX = 0.99;          // α = min(ALPHA_MAX, o·k): keeps 1-α invertible in backward
+constexpr double ALPHA_MIN = 1.0 / 255.0;   // contributions below one 8-bit level are skipped
+constexpr double TRANSMITTANCE_MIN = 1e-4;  // a pixel stops once T would drop below this
+constexpr double MEDIAN_TRANSMITTANCE = 0.5;
+
+// Sizes of one rasterization call. Primitive arrays are laid out [B, N, ...]; images [B, H, W, ...].
+struct RasterParams {
+  int B;          // cameras
+  int N;          // primitives per camera
+  int C;          // feature channels (run time)
+  int width;
+  int height;
+  int tile_size;  // tiles are tile_size x tile_size pixels
+  int tiles_x;
+  int tiles_y;
+  int num_isects; // M: sorted (tile, primitive) intersections
+};
+
+template <typename T>
+HOST_DEVICE T min_of(T a, T b) { return a < b ? a : b; }
+template <typename T>
+HOST_DEVICE T max_of(T a, T b) { return a > b ? a : b; }
+template <typename T>
+HOST_DEVICE T abs_of(T a) { return a < T(0) ? -a : a; }
+// Overloads (not templates) so float math stays single precision on both host and device.
+HOST_DEVICE float exp_of(float x) { return expf(x); }
+HOST_DEVICE double exp_of(double x) { return exp(x); }
+HOST_DEVICE float log_of(float x) { return logf(x); }
+HOST_DEVICE double log_of(double x) { return log(x); }
+HOST_DEVICE float sqrt_of(float x) { return sqrtf(x); }
+HOST_DEVICE double sqrt_of(double x) { return sqrt(x); }
+
+}  // namespace recon

@@ -1,0 +1,189 @@
+"""render(): draw any registered primitive set (Gaussians, convexes, triangles) into cameras.
+
+Pipeline: the primitive module projects to 2D footprints (torch autograd) -> tile binning
+(torch.sort) -> native front-to-back compositing (``backend`` "cpu" / "cuda", an autograd
+Function) or the dense torch reference (``backend="torch"``, small images only). Depth and
+normal maps are extra feature channels composited with the user's features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from recon.cameras import Camera, cameras_to_tensors
+from recon.errors import ReconError
+
+BACKENDS = ("auto", "cpu", "cuda", "torch")
+
+
+@dataclass
+class RenderResult:
+    """Images are [B, C, H, W] / [B, H, W], or without B when one Camera was given; per-primitive
+    statistics are always [B, N, ...] (B = number of cameras)."""
+
+    features: Tensor
+    """[B, C, H, W] composited features, plus background where given."""
+    alpha: Tensor
+    """[B, H, W] accumulated opacity 1 - Π(1 - α)."""
+    depth: Tensor
+    """[B, H, W] expected depth Σ w z / Σ w (camera z; 0 where nothing was drawn)."""
+    median_depth: Tensor
+    """[B, H, W] depth of the primitive where transmittance first drops below ½ (0: never)."""
+    normals: Tensor | None
+    """[B, 3, H, W] Σ w n of camera-space unit normals (not renormalised), or None."""
+    means2d: Tensor
+    """[B, N, 2] projected centres; their .grad is kept after backward (densification)."""
+    radii: Tensor
+    """[B, N] int32 screen radius in pixels (0: not visible)."""
+    visible: Tensor
+    """[B, N] bool: touches the image of that camera."""
+    visibility_count: Tensor
+    """[N] number of cameras that see each primitive."""
+    max_weight: Tensor
+    """[B, N] largest blending weight α T of each primitive over the image (no gradient)."""
+    absgrad: Tensor | None
+    """[B, N, P] Σ_pixels |dL/d footprint| filled by backward (AbsGS; for Gaussians [..., :2] is
+    the means2d absgrad); None unless ``absgrad=True``. Native backends only."""
+
+
+def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
+           background: Tensor | None = None, backend: str = "auto", *,
+           sh_degree: int | None = None, depth: bool = True, normals: bool = True,
+           absgrad: bool = False, tile_size: int = 16, **project_options) -> RenderResult:
+    """Render ``primitives`` into one camera or a list of cameras of the same size.
+
+    features: [N, C] or per camera [B, N, C]; per vertex [N, V, C] / [B, N, V, C] for primitives
+    with V > 1 (triangles); with ``sh_degree``, SH coefficients [N, K, C] (or [B, N, K, C])
+    evaluated along the camera->centre direction, +0.5 and clamped at 0 (3DGS convention).
+    background: [C] colour composited behind the features. ``project_options`` go to the
+    primitive's projection (e.g. eps2d, antialiased, near_plane for Gaussians).
+    """
+    from recon.primitives.base import ops_for
+    from recon.render.binning import bin_footprints
+    from recon.render.sh import eval_sh
+
+    if backend not in BACKENDS:
+        raise ReconError(f"Unknown render backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    single = isinstance(cameras, Camera)
+    cams = [cameras] if single else list(cameras)
+    if not cams:
+        raise ReconError("render() needs at least one camera.")
+    width, height = cams[0].width, cams[0].height
+    if any((c.width, c.height) != (width, height) for c in cams):
+        raise ReconError("All cameras of one render() call must share the image size; "
+                         "render differently sized cameras in separate calls.")
+    ops = ops_for(primitives)
+    centers = primitives.centers
+    device, dtype = centers.device, centers.dtype
+    backend = _resolve_backend(backend, device)
+    viewmats, Ks = (t.to(dtype) for t in cameras_to_tensors(cams, device))
+    fp = ops.project(primitives, viewmats, Ks, width, height, **project_options)
+    B, N = fp.opacities.shape
+    V = fp.vertices
+
+    if sh_degree is not None:
+        cam_centers = torch.linalg.inv(viewmats)[:, :3, 3]
+        dirs = centers[None] - cam_centers[:, None]                                 # [B,N,3]
+        coeffs = features if features.dim() == 4 else features[None].expand(B, -1, -1, -1)
+        features = (eval_sh(sh_degree, dirs, coeffs) + 0.5).clamp_min(0.0)
+    feats = _per_camera_vertex_features(features, B, N, V).to(dtype)
+    C = feats.shape[-1]
+    extra = []
+    if depth:
+        z = fp.vertex_depths if fp.vertex_depths is not None else fp.depths[..., None]
+        extra.append(z.expand(B, N, V)[..., None])
+    want_normals = normals and fp.normals is not None
+    if want_normals:
+        extra.append(fp.normals[:, :, None, :].expand(B, N, V, 3))
+    all_feats = torch.cat([feats, *extra], -1) if extra else feats
+
+    if fp.means2d.requires_grad:
+        fp.means2d.retain_grad()
+    absgrad_buf = None
+    if backend == "torch":
+        from recon.render.reference import rasterize_dense
+
+        dense = rasterize_dense(fp.kind, fp.params, fp.opacities, all_feats, fp.depths,
+                                fp.visible, width, height)
+        image, alpha, max_weight = dense.features, dense.alpha, dense.max_weight
+        median_flat = torch.where(dense.median_prim >= 0,
+                                  dense.median_prim + N * torch.arange(B, device=device)[:, None, None],
+                                  dense.median_prim)
+    else:
+        from recon._ops import rasterize
+
+        bins = bin_footprints(fp.bounds, fp.depths, width, height, tile_size)
+        if absgrad:
+            absgrad_buf = torch.zeros_like(fp.params)
+        out = rasterize(fp.params, fp.opacities, all_feats, bins.isect_prims, bins.tile_ranges,
+                        fp.kind, width, height, tile_size, absgrad_buf)
+        image, alpha, max_weight = out.features, out.alpha, out.max_weight
+        idx = out.median_idx.long()
+        median_flat = torch.where(idx >= 0, bins.isect_prims.long()[idx.clamp_min(0)], idx)
+
+    color = image[..., :C].permute(0, 3, 1, 2)
+    if background is not None:
+        bg = torch.as_tensor(background, dtype=dtype, device=device)
+        if bg.shape != (C,):
+            raise ReconError(f"background must have one value per feature channel ({C}), "
+                             f"got shape {tuple(bg.shape)}.")
+        color = color + (1.0 - alpha)[:, None] * bg[None, :, None, None]
+    zero = torch.zeros((), dtype=dtype, device=device)
+    if depth:
+        drawn = alpha > 0
+        depth_map = torch.where(drawn, image[..., C] / torch.where(drawn, alpha, 1.0), zero)
+        median = torch.where(median_flat >= 0,
+                             fp.depths.reshape(-1)[median_flat.clamp_min(0)], zero)
+    else:
+        depth_map = median = torch.zeros_like(alpha)
+    normal_map = image[..., -3:].permute(0, 3, 1, 2) if want_normals else None
+    visible = fp.visible
+    result = RenderResult(
+        features=color, alpha=alpha, depth=depth_map, median_depth=median, normals=normal_map,
+        means2d=fp.means2d, radii=fp.radii, visible=visible,
+        visibility_count=visible.sum(0).to(torch.int32), max_weight=max_weight,
+        absgrad=absgrad_buf)
+    return _squeeze_camera(result) if single else result
+
+
+def _resolve_backend(backend: str, device: torch.device) -> str:
+    if backend == "auto":
+        return "cuda" if device.type == "cuda" else "cpu"
+    if backend in ("cpu", "cuda") and device.type != backend:
+        raise ReconError(f"backend={backend!r} needs the primitives on the {backend} device, but "
+                         f"they are on {device}; move them with .to('{backend}') or use "
+                         "backend='auto'.")
+    return backend
+
+
+def _per_camera_vertex_features(features: Tensor, B: int, N: int, V: int) -> Tensor:
+    """Accept [N,C], [B,N,C], [N,V,C] or [B,N,V,C]; return [B,N,V,C]."""
+    f = features
+    if f.dim() == 2 and f.shape[0] == N:
+        f = f[None, :, None]
+    elif f.dim() == 3 and V > 1 and f.shape[:2] == (N, V):
+        f = f[None]
+    elif f.dim() == 3 and f.shape[:2] == (B, N):
+        f = f[:, :, None]
+    elif not (f.dim() == 4 and f.shape[:3] == (B, N, V)):
+        raise ReconError(
+            f"features of shape {tuple(features.shape)} do not fit {N} primitives, {B} cameras "
+            f"and {V} feature vertices; expected [N, C], [B, N, C]"
+            + (", [N, V, C]" if V > 1 else "") + " or [B, N, V, C].")
+    return f.expand(B, N, V, f.shape[-1])
+
+
+def _squeeze_camera(r: RenderResult) -> RenderResult:
+    """Drop the camera axis of the images when a single Camera was given."""
+    return RenderResult(
+        features=r.features[0], alpha=r.alpha[0], depth=r.depth[0], median_depth=r.median_depth[0],
+        normals=None if r.normals is None else r.normals[0], means2d=r.means2d, radii=r.radii,
+        visible=r.visible, visibility_count=r.visibility_count, max_weight=r.max_weight,
+        absgrad=r.absgrad)
+
+
+__all__ = ["BACKENDS", "RenderResult", "render"]
