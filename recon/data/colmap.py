@@ -148,7 +148,9 @@ def load(path: Path, config: DataConfig) -> Dataset:
     path = Path(path)
     model_dir = find_model_dir(path)
     if model_dir is None:
-        raise DatasetError(f"No COLMAP model (cameras.bin or cameras.txt) in {path}, {path}/sparse or {path}/sparse/0.")
+        raise DatasetError(
+            f"No COLMAP model (cameras.bin or cameras.txt) in {path}, {path}/sparse or {path}/sparse/0."
+        )
     model = read_model(model_dir)
     if not model.images:
         raise DatasetError(f"The COLMAP model in {model_dir} has no registered images. Re-run SfM.")
@@ -329,7 +331,9 @@ class _BinaryReader:
         try:
             return text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise DatasetError(f"{self.path} holds an image name that is not UTF-8 ({exc}); the file is corrupt.") from exc
+            raise DatasetError(
+                f"{self.path} holds an image name that is not UTF-8 ({exc}); the file is corrupt."
+            ) from exc
 
     def count(self) -> int:
         """A leading record count, checked against the bytes left so garbage cannot allocate GBs."""
@@ -393,12 +397,15 @@ def _data_lines(path: Path) -> list[tuple[int, str]]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path} is not a UTF-8 text file ({exc}); the file is corrupt.") from exc
-    return [(i + 1, line.strip()) for i, line in enumerate(text.splitlines()) if not line.lstrip().startswith("#")]
+    lines = enumerate(text.splitlines(), start=1)
+    return [(number, line.strip()) for number, line in lines if not line.lstrip().startswith("#")]
 
 
 def _parse_error(path: Path, line_no: int, what: str, exc: Exception | None = None) -> DatasetError:
     detail = f" ({exc})" if exc else ""
-    return DatasetError(f"{path}, line {line_no}: {what}{detail}. Fix the line or re-export the model from COLMAP.")
+    return DatasetError(
+        f"{path}, line {line_no}: {what}{detail}. Fix the line or re-export the model from COLMAP."
+    )
 
 
 def _read_cameras_txt(path: Path) -> dict[int, ColmapCamera]:
@@ -435,7 +442,8 @@ def _read_images_txt(path: Path) -> dict[int, ColmapImage]:
             image_id, camera_id, name = int(fields[0]), int(fields[8]), fields[9]
             pose = [float(v) for v in fields[1:8]]
         except (ValueError, IndexError) as exc:
-            raise _parse_error(path, line_no, "expected IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME", exc) from exc
+            expected = "expected IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME"
+            raise _parse_error(path, line_no, expected, exc) from exc
         obs_line = lines[i][1] if i < len(lines) else ""
         i += 1
         values = obs_line.split()
@@ -446,7 +454,9 @@ def _read_images_txt(path: Path) -> dict[int, ColmapImage]:
             ids = np.array([int(v) for v in values[2::3]], dtype=np.int64)
         except ValueError as exc:
             raise _parse_error(path, line_no + 1, "unreadable observation", exc) from exc
-        images[image_id] = ColmapImage(image_id, np.array(pose[:4]), np.array(pose[4:]), camera_id, name, xys, ids)
+        images[image_id] = ColmapImage(
+            image_id, np.array(pose[:4]), np.array(pose[4:]), camera_id, name, xys, ids
+        )
     return images
 
 

@@ -76,8 +76,10 @@ def load(path: Path, config: DataConfig) -> Dataset:
         scale_mat = matrices.get(f"scale_mat_{i}", np.eye(4))
         k, w2c = decompose_projection((matrices[f"world_mat_{i}"] @ scale_mat)[:3, :4])
         if abs(k[0, 1]) > _SKEW_WARNING * k[0, 0]:
-            warnings.warn(f"{camera_file}: camera {i} has skew {k[0, 1]:.3g}, which recon ignores.", stacklevel=2)
-        cameras.append(Camera(width, height, k[0, 0], k[1, 1], k[0, 2] + 0.5, k[1, 2] + 0.5, w2c, name=file.name))
+            warnings.warn(f"{camera_file}: camera {i} has skew {k[0, 1]:.3g}, which recon ignores.",
+                          stacklevel=2)
+        cx, cy = k[0, 2] + 0.5, k[1, 2] + 0.5  # integer pixel centres -> recon's +0.5
+        cameras.append(Camera(width, height, k[0, 0], k[1, 1], cx, cy, w2c, name=file.name))
     return build_dataset(cameras, files, format="dtu", root=path, config=config, mask_paths=masks)
 
 
@@ -88,7 +90,8 @@ def _read_matrices(file: Path) -> dict[str, np.ndarray]:
             matrices = {name: data[name].astype(np.float64) for name in data.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"Cannot read {file}: {exc}. It should be an IDR/NeuS camera .npz.") from exc
-    bad = [name for name, m in matrices.items() if name.startswith(("world_mat", "scale_mat")) and m.shape != (4, 4)]
+    bad = [name for name, m in matrices.items()
+           if name.startswith(("world_mat", "scale_mat")) and m.shape != (4, 4)]
     if bad:
         raise DatasetError(f"{file}: {', '.join(bad[:5])} should be 4x4 matrices. The file is corrupt.")
     return matrices

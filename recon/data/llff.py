@@ -29,7 +29,9 @@ def read_poses_bounds(file: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         data = np.load(file, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"Cannot read {file}: {exc}. It should be a numpy array saved by LLFF's imgs2poses.") from exc
+        raise DatasetError(
+            f"Cannot read {file}: {exc}. It should be a numpy array saved by LLFF's imgs2poses."
+        ) from exc
     if data.ndim != 2 or data.shape[1] != 17 or len(data) == 0:
         raise DatasetError(
             f"{file} has shape {data.shape}; LLFF poses must be [N, 17] (a 3x5 pose and near/far per "
@@ -50,7 +52,9 @@ def camera_from_llff(pose: np.ndarray, width: int, height: int, name: str = "") 
     c2w[:3, :3] = np.stack([right, down, -back], axis=1)  # OpenCV: x right, y down, z forward
     c2w[:3, 3] = pose[:, 3]
     fx, fy = focal * width / full_w, focal * height / full_h
-    return Camera(width, height, float(fx), float(fy), width / 2.0, height / 2.0, invert_rigid(c2w), name=name)
+    return Camera(
+        width, height, float(fx), float(fy), width / 2.0, height / 2.0, invert_rigid(c2w), name=name
+    )
 
 
 def load(path: Path, config: DataConfig) -> Dataset:

@@ -51,7 +51,8 @@ def test_loaded_cameras_match_the_known_ones(tmp_path):
     assert data.format == "llff" and detect_format(tmp_path) == "llff"
     for got, want in zip(data.cameras, _cameras(40, 30)):
         assert (got.width, got.height) == (40, 30)
-        np.testing.assert_allclose([got.fx, got.fy, got.cx, got.cy], [35.0, 35.0, 20.0, 15.0], rtol=0, atol=1e-12)
+        np.testing.assert_allclose([got.fx, got.fy, got.cx, got.cy], [35.0, 35.0, 20.0, 15.0],
+                                   rtol=0, atol=1e-12)
         np.testing.assert_allclose(got.world_to_camera, want.world_to_camera, rtol=0, atol=1e-9)
     assert [p.name for p in data.image_paths] == [f"IMG_{i:04d}.JPG" for i in range(N)]
 
