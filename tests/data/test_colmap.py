@@ -175,8 +175,7 @@ def _rotation(im: ColmapImage) -> np.ndarray:
     return Rotation.from_quat([x, y, z, w]).as_matrix()
 
 
-@pytest.mark.parametrize("binary", [True, False], ids=["binary", "text"])
-def test_binary_and_text_load_to_the_same_cameras(tmp_path, binary):
+def test_binary_and_text_load_to_the_same_cameras(tmp_path):
     _write_scene(tmp_path / "bin", "OPENCV", binary=True)
     _write_scene(tmp_path / "txt", "OPENCV", binary=False)
     a, b = load_dataset(tmp_path / "bin"), load_dataset(tmp_path / "txt")
