@@ -122,8 +122,7 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
         out = rasterize(fp.params, fp.opacities, all_feats, bins.isect_prims, bins.tile_ranges,
                         fp.kind, width, height, tile_size, absgrad_buf)
         image, alpha, max_weight = out.features, out.alpha, out.max_weight
-        idx = out.median_idx.long()
-        median_flat = torch.where(idx >= 0, bins.isect_prims.long()[idx.clamp_min(0)], idx)
+        median_flat = _gather_or_missing(bins.isect_prims.long(), out.median_idx.long(), -1)
 
     color = image[..., :C].permute(0, 3, 1, 2)
     if background is not None:
@@ -136,8 +135,7 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
     if depth:
         drawn = alpha > 0
         depth_map = torch.where(drawn, image[..., C] / torch.where(drawn, alpha, 1.0), zero)
-        median = torch.where(median_flat >= 0,
-                             fp.depths.reshape(-1)[median_flat.clamp_min(0)], zero)
+        median = _gather_or_missing(fp.depths.reshape(-1), median_flat, zero)
     else:
         depth_map = median = torch.zeros_like(alpha)
     normal_map = image[..., -3:].permute(0, 3, 1, 2) if want_normals else None
@@ -158,6 +156,13 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
                          f"they are on {device}; move them with .to('{backend}') or use "
                          "backend='auto'.")
     return backend
+
+
+def _gather_or_missing(values: Tensor, index: Tensor, missing) -> Tensor:
+    """values[index] where index >= 0, else ``missing`` (also when ``values`` is empty)."""
+    padded = torch.cat([values, torch.as_tensor(missing, dtype=values.dtype,
+                                                device=values.device).reshape(1)])
+    return padded[torch.where(index >= 0, index, padded.numel() - 1)]
 
 
 def _per_camera_vertex_features(features: Tensor, B: int, N: int, V: int) -> Tensor:
