@@ -33,12 +33,22 @@ SCENES = ("default", "object", "sparse", "mesh")
 DEFAULT_VIEWS = {"default": 64, "object": 64, "mesh": 64, "sparse": 3}
 DEFAULT_RESOLUTION = 256
 SPARSE_TEST_VIEWS = 8
-# The default scene is seen from above the ground (elevations 15-90 degrees) from far enough that
-# the 2-unit ground disc nearly fills the view; the single objects (unit sphere) from all around.
-GROUND_TARGET = np.array([0.0, 0.0, 0.3])
-GROUND_DISTANCE, GROUND_FOV = 4.5, 50.0
+
+
+@dataclass(frozen=True)
+class Orbit:
+    """Where a scene's cameras stand: on a sphere around ``target``, looking at it."""
+
+    target: tuple[float, float, float]
+    distance: float
+    fov_deg: float
+
+
+# The ground scenes are seen from above (elevations 15-90°) from far enough that the 2-unit
+# ground disc nearly fills the view; the single objects (unit sphere) from all around.
+GROUND_ORBIT = Orbit((0.0, 0.0, 0.3), 4.5, 50.0)
 GROUND_MIN_ELEVATION = 15.0
-OBJECT_DISTANCE, OBJECT_FOV = 3.2, 45.0
+OBJECT_ORBIT = Orbit((0.0, 0.0, 0.0), 3.2, 45.0)
 
 
 @dataclass(frozen=True)
@@ -77,8 +87,8 @@ def render_scene(name: str, out: Path, *, mesh: Path | None = None, views: int |
                  resolution: int | None = None, seed: int = 0, force: bool = False) -> SceneSummary:
     """Render scene ``name`` into the folder ``out`` (see the module docstring for the layout).
 
-    ``views`` is the number of views (for ``sparse``: of training views, plus 8 test views);
-    the same ``seed`` gives byte-identical files.
+    ``views`` is the number of views (for ``sparse``: of training views, at most 8, plus 8 test
+    views); the same ``seed`` gives byte-identical images, depth and normal maps and mesh.
     """
     if name not in SCENES:
         raise ReconError(f"Unknown scene {name!r}; choose one of {', '.join(SCENES)}.")
@@ -90,6 +100,8 @@ def render_scene(name: str, out: Path, *, mesh: Path | None = None, views: int |
     resolution = DEFAULT_RESOLUTION if resolution is None else resolution
     if views < 1:
         raise ReconError(f"--views must be at least 1 (got {views}).")
+    if name == "sparse" and views > 8:
+        raise ReconError(f"The sparse scene's training views stand 45° apart: at most 8 (got {views}).")
     if resolution < 8:
         raise ReconError(f"--resolution must be at least 8 pixels (got {resolution}).")
 
@@ -103,14 +115,17 @@ def render_scene(name: str, out: Path, *, mesh: Path | None = None, views: int |
         geometry = object_scene(rng)
     else:
         geometry = default_scene(rng)
-    cameras, split = _cameras(name, views, resolution)
+    orbit = GROUND_ORBIT if name in ("default", "sparse") else OBJECT_ORBIT
+    cameras, split = _cameras(name, orbit, views, resolution)
 
     light = Light()
     out = prepare_output_dir(Path(out), force)
     _write(out, geometry, cameras, split, light)
     seconds = time.perf_counter() - start
     meta = {"scene": name, "seed": seed, "views": len(cameras), "resolution": resolution,
-            "light": light.to_dict(), "background": "transparent", "render_seconds": seconds}
+            "light": light.to_dict(), "background": "transparent", "render_seconds": seconds,
+            "cameras": {"target": list(orbit.target), "distance": orbit.distance,
+                        "fov_deg": orbit.fov_deg}}
     if source is not None:
         meta["source_mesh"] = str(Path(mesh).resolve())
         meta["source_to_scene"] = source.to_dict()
@@ -123,19 +138,21 @@ def render_scene(name: str, out: Path, *, mesh: Path | None = None, views: int |
     )
 
 
-def _cameras(name: str, views: int, resolution: int) -> tuple[list[Camera], dict[str, list[int]] | None]:
+def _cameras(name: str, orbit: Orbit, views: int,
+             resolution: int) -> tuple[list[Camera], dict[str, list[int]] | None]:
     """The scene's cameras, and for ``sparse`` the frame indices of each split."""
+    split = None
     if name == "sparse":
         train, test = sparse_directions(views, SPARSE_TEST_VIEWS)
-        cameras = orbit_cameras(np.vstack([train, test]), GROUND_TARGET, GROUND_DISTANCE,
-                                GROUND_FOV, resolution)
-        return cameras, {"train": list(range(views)), "test": list(range(views, len(cameras)))}
-    if name == "default":
-        min_z = np.sin(np.radians(GROUND_MIN_ELEVATION))
-        return orbit_cameras(fibonacci_directions(views, min_z), GROUND_TARGET, GROUND_DISTANCE,
-                             GROUND_FOV, resolution), None
-    return orbit_cameras(fibonacci_directions(views), np.zeros(3), OBJECT_DISTANCE, OBJECT_FOV,
-                         resolution), None
+        directions = np.vstack([train, test])
+        split = {"train": list(range(views)), "test": list(range(views, len(directions)))}
+    elif name == "default":
+        directions = fibonacci_directions(views, np.sin(np.radians(GROUND_MIN_ELEVATION)))
+    else:
+        directions = fibonacci_directions(views)
+    cameras = orbit_cameras(directions, np.array(orbit.target), orbit.distance, orbit.fov_deg,
+                            resolution)
+    return cameras, split
 
 
 def _write(out: Path, geometry: SceneMesh, cameras: list[Camera],

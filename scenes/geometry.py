@@ -178,7 +178,8 @@ def bumpy_torus(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     phase_a, phase_b = rng.uniform(0, 2 * np.pi, 2)
     swell = 1.0 + 0.3 * np.sin(5 * around + phase_a) * np.cos(2 * across + phase_b)
     v = centre + offset * swell[:, None]
-    tilt = trimesh.transformations.rotation_matrix(rng.uniform(0.3, 0.7), [np.cos(phase_a), np.sin(phase_a), 0])
+    axis = [np.cos(phase_a), np.sin(phase_a), 0.0]
+    tilt = trimesh.transformations.rotation_matrix(rng.uniform(0.3, 0.7), axis)
     v = v @ tilt[:3, :3].T
     return v, np.asarray(torus.faces)
 
