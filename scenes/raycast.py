@@ -141,7 +141,8 @@ class Raycaster:
         dirs_cam[:, 1] = (ys - camera.cy) / camera.fy
         dirs_cam[:, 2] = 1.0
         rays = np.empty((len(xs), 6), np.float32)
-        rays[:, :3] = origin = c2w[:3, 3]
+        origin = c2w[:3, 3]
+        rays[:, :3] = origin
         np.matmul(dirs_cam, c2w[:3, :3].T, out=rays[:, 3:])  # all float32: numpy's fast path
         dirs = rays[:, 3:]
         result = self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays))
@@ -167,7 +168,7 @@ class Raycaster:
             if len(sel):
                 local = faces[sel] - self.mesh.starts[k]
                 albedo[sel] = material.albedo(points[sel], local, bary[sel])
-        light = self.light.unit_direction()
+        light = self.light.unit_direction().astype(np.float32)  # one dtype: numpy's fast matmul
         lit = np.clip(normals @ light, 0.0, None)
         if self.light.shadows:
             lit = lit * ~self._occluded(points + self._shadow_offset * normals, light)
