@@ -172,7 +172,7 @@ def _reconstruct(image_dir: Path, names: list[str], work: Path, cfg: SfMConfig, 
         reader_options=pycolmap.ImageReaderOptions(camera_model=cfg.camera_model),
         extraction_options=extraction, device=pycolmap.Device.cpu,
     )
-    keypoints, _ = _database_counts(database)
+    keypoints, _, _ = _database_counts(database)
     progress.update(task, total=len(names), completed=len(names),
                     description=f"SIFT features: {keypoints:,} keypoints")
 
@@ -187,8 +187,8 @@ def _reconstruct(image_dir: Path, names: list[str], work: Path, cfg: SfMConfig, 
     match = pycolmap.match_sequential if sequential else pycolmap.match_exhaustive
     match(database, matching_options=matching, verification_options=verification,
           device=pycolmap.Device.cpu)
-    _, verified = _database_counts(database)
-    progress.update(task, total=1, completed=1,
+    _, pairs, verified = _database_counts(database)
+    progress.update(task, total=pairs, completed=pairs,
                     description=f"Matched image pairs ({pairing}): {verified:,} verified")
 
     task = progress.add_task("Registering images", total=len(names))
@@ -231,15 +231,15 @@ def _reconstruct(image_dir: Path, names: list[str], work: Path, cfg: SfMConfig, 
     return best
 
 
-def _database_counts(database: Path) -> tuple[int, int]:
-    """Keypoints, and image pairs that passed geometric verification, in a COLMAP database."""
+def _database_counts(database: Path) -> tuple[int, int, int]:
+    """Keypoints, matched image pairs, and pairs that passed geometric verification."""
     import pycolmap
 
     db = pycolmap.Database.open(database)
     try:
         # Every matched pair has a two-view geometry entry; verified ones have inliers.
         verified = sum(len(g.inlier_matches) > 0 for g in db.read_two_view_geometries()[1])
-        return db.num_keypoints(), verified
+        return db.num_keypoints(), db.num_matched_image_pairs(), verified
     finally:
         db.close()
 
