@@ -1,0 +1,1 @@
+"""Image metrics (``metrics``), evaluation of fitted runs (``evaluate``) and run reports (``report``)."""
