@@ -85,7 +85,8 @@ class Process:
     single_camera: bool = True
     """All photos share one camera (the usual case for one device and zoom)."""
     camera_model: Literal["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV"] = "SIMPLE_RADIAL"
-    """COLMAP camera model fitted during mapping (distorted models are undistorted after)."""
+    """COLMAP camera model fitted during mapping; distorted models are written as estimated and
+    undistorted when the dataset is loaded."""
     max_image_size: int = 1600
     """Longer side of the images used for feature extraction."""
     seed: int = 0
