@@ -89,14 +89,26 @@ void check_backward_inputs(const RasterParams& p, const at::Tensor& params,
   expect(v_alpha, {p.B, p.height, p.width}, params.scalar_type(), "v_alpha");
 }
 
+// `bounds` is [B, N, 4] int32, or empty for "no boxes" (every pixel of a touched tile).
+void check_bounds(const RasterParams& p, const at::Tensor& params, const at::Tensor& bounds) {
+  if (bounds.numel() == 0) return;
+  TORCH_CHECK(bounds.dim() == 3 && bounds.size(0) == p.B && bounds.size(1) == p.N &&
+                  bounds.size(2) == 4 && bounds.scalar_type() == at::kInt &&
+                  bounds.device() == params.device() && bounds.is_contiguous(),
+              "recon rasterizer: bounds must be a contiguous int32 [B, N, 4] = [", p.B, ", ", p.N,
+              ", 4] tensor on ", params.device(), " (or empty), got ", bounds.scalar_type(), " ",
+              bounds.sizes());
+}
+
 namespace {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_fwd_cpu(
     const at::Tensor& params, const at::Tensor& opacities, const at::Tensor& features,
-    const at::Tensor& isect_prims, const at::Tensor& tile_ranges, int64_t kind, int64_t width,
-    int64_t height, int64_t tile_size) {
+    const at::Tensor& bounds, const at::Tensor& isect_prims, const at::Tensor& tile_ranges,
+    int64_t kind, int64_t width, int64_t height, int64_t tile_size) {
   const RasterParams p = check_raster_inputs(params, opacities, features, isect_prims, tile_ranges,
                                              kind, width, height, tile_size);
+  check_bounds(p, params, bounds);
   const auto opts = params.options();
   const auto iopts = opts.dtype(at::kInt);
   at::Tensor out = at::empty({p.B, p.height, p.width, p.C}, opts);
@@ -110,6 +122,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
                             params.data_ptr<scalar_t>(),
                             opacities.data_ptr<scalar_t>(),
                             features.data_ptr<scalar_t>(),
+                            bounds.numel() ? bounds.data_ptr<int32_t>() : nullptr,
                             isect_prims.data_ptr<int32_t>(),
                             tile_ranges.data_ptr<int32_t>(),
                             out.data_ptr<scalar_t>(),
@@ -125,11 +138,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_bwd_cpu(
     const at::Tensor& params, const at::Tensor& opacities, const at::Tensor& features,
-    const at::Tensor& isect_prims, const at::Tensor& tile_ranges, int64_t kind, int64_t width,
-    int64_t height, int64_t tile_size, const at::Tensor& final_T, const at::Tensor& last_idx,
+    const at::Tensor& bounds, const at::Tensor& isect_prims, const at::Tensor& tile_ranges,
+    int64_t kind, int64_t width, int64_t height, int64_t tile_size, const at::Tensor& final_T, const at::Tensor& last_idx,
     const at::Tensor& v_out, const at::Tensor& v_alpha, bool absgrad) {
   const RasterParams p = check_raster_inputs(params, opacities, features, isect_prims, tile_ranges,
                                              kind, width, height, tile_size);
+  check_bounds(p, params, bounds);
   check_backward_inputs(p, params, final_T, last_idx, v_out, v_alpha);
   const auto opts = params.options();
   at::Tensor v_params = at::zeros_like(params);
@@ -143,6 +157,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_bwd_cpu(
                              params.data_ptr<scalar_t>(),
                              opacities.data_ptr<scalar_t>(),
                              features.data_ptr<scalar_t>(),
+                             bounds.numel() ? bounds.data_ptr<int32_t>() : nullptr,
                              isect_prims.data_ptr<int32_t>(),
                              tile_ranges.data_ptr<int32_t>(),
                              final_T.data_ptr<scalar_t>(),
@@ -164,11 +179,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_bwd_cpu(
 
 TORCH_LIBRARY(recon, m) {
   m.def(
-      "rasterize_fwd(Tensor params, Tensor opacities, Tensor features, Tensor isect_prims, "
+      "rasterize_fwd(Tensor params, Tensor opacities, Tensor features, Tensor bounds, "
+      "Tensor isect_prims, "
       "Tensor tile_ranges, int kind, int width, int height, int tile_size) "
       "-> (Tensor out, Tensor final_T, Tensor last_idx, Tensor median_idx, Tensor max_weight)");
   m.def(
-      "rasterize_bwd(Tensor params, Tensor opacities, Tensor features, Tensor isect_prims, "
+      "rasterize_bwd(Tensor params, Tensor opacities, Tensor features, Tensor bounds, "
+      "Tensor isect_prims, "
       "Tensor tile_ranges, int kind, int width, int height, int tile_size, Tensor final_T, "
       "Tensor last_idx, Tensor v_out, Tensor v_alpha, bool absgrad) "
       "-> (Tensor v_params, Tensor v_opacities, Tensor v_features, Tensor absgrad_params)");

@@ -19,6 +19,7 @@ RasterParams check_raster_inputs(const at::Tensor& params, const at::Tensor& opa
                                  const at::Tensor& features, const at::Tensor& isect_prims,
                                  const at::Tensor& tile_ranges, int64_t kind, int64_t width,
                                  int64_t height, int64_t tile_size);
+void check_bounds(const RasterParams& p, const at::Tensor& params, const at::Tensor& bounds);
 void check_backward_inputs(const RasterParams& p, const at::Tensor& params,
                            const at::Tensor& final_T, const at::Tensor& last_idx,
                            const at::Tensor& v_out, const at::Tensor& v_alpha);
@@ -32,10 +33,11 @@ void check_tile_size(int64_t tile_size) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_fwd_cuda(
     const at::Tensor& params, const at::Tensor& opacities, const at::Tensor& features,
-    const at::Tensor& isect_prims, const at::Tensor& tile_ranges, int64_t kind, int64_t width,
-    int64_t height, int64_t tile_size) {
+    const at::Tensor& bounds, const at::Tensor& isect_prims, const at::Tensor& tile_ranges,
+    int64_t kind, int64_t width, int64_t height, int64_t tile_size) {
   const RasterParams p = check_raster_inputs(params, opacities, features, isect_prims, tile_ranges,
                                              kind, width, height, tile_size);
+  check_bounds(p, params, bounds);
   check_tile_size(tile_size);
   const c10::cuda::CUDAGuard guard(params.device());
   const auto opts = params.options();
@@ -51,6 +53,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
                             params.data_ptr<scalar_t>(),
                             opacities.data_ptr<scalar_t>(),
                             features.data_ptr<scalar_t>(),
+                            bounds.numel() ? bounds.data_ptr<int32_t>() : nullptr,
                             isect_prims.data_ptr<int32_t>(),
                             tile_ranges.data_ptr<int32_t>(),
                             out.data_ptr<scalar_t>(),
@@ -67,11 +70,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_bwd_cuda(
     const at::Tensor& params, const at::Tensor& opacities, const at::Tensor& features,
-    const at::Tensor& isect_prims, const at::Tensor& tile_ranges, int64_t kind, int64_t width,
-    int64_t height, int64_t tile_size, const at::Tensor& final_T, const at::Tensor& last_idx,
+    const at::Tensor& bounds, const at::Tensor& isect_prims, const at::Tensor& tile_ranges,
+    int64_t kind, int64_t width, int64_t height, int64_t tile_size, const at::Tensor& final_T, const at::Tensor& last_idx,
     const at::Tensor& v_out, const at::Tensor& v_alpha, bool absgrad) {
   const RasterParams p = check_raster_inputs(params, opacities, features, isect_prims, tile_ranges,
                                              kind, width, height, tile_size);
+  check_bounds(p, params, bounds);
   check_tile_size(tile_size);
   check_backward_inputs(p, params, final_T, last_idx, v_out, v_alpha);
   const c10::cuda::CUDAGuard guard(params.device());
@@ -87,6 +91,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_bwd_cuda(
                              params.data_ptr<scalar_t>(),
                              opacities.data_ptr<scalar_t>(),
                              features.data_ptr<scalar_t>(),
+                             bounds.numel() ? bounds.data_ptr<int32_t>() : nullptr,
                              isect_prims.data_ptr<int32_t>(),
                              tile_ranges.data_ptr<int32_t>(),
                              final_T.data_ptr<scalar_t>(),

@@ -1,6 +1,7 @@
-// OpenMP launcher of the tile rasterizer: one tile per task, the tile's pixels held in small arrays
-// and the tile's depth-sorted primitives in the outer loop, so each footprint is read once per tile
-// and the whole tile stops as soon as every pixel has saturated. No torch: raw pointers only.
+// OpenMP launcher of the tile rasterizer: one tile per task, the tile's pixel state held in small
+// arrays and the tile's depth-sorted primitives in the outer loop, so each footprint is read once
+// per tile, only the pixels inside the primitive's box are evaluated, and the tile stops as soon
+// as every pixel has saturated. No torch: raw pointers only.
 //
 // Determinism: gradients (and the per-primitive max weight) are first written per intersection,
 // each row owned by the one tile that visits it, then reduced over intersections in sorted order.
@@ -14,8 +15,11 @@ namespace cpu {
 namespace {
 
 struct TileGeometry {
-  int b, x0, y0, x1, y1;  // camera and pixel rectangle [x0, x1) x [y0, y1)
-  int start, end;          // intersection range
+  int b;            // camera
+  PixelRect rect;   // pixels [x0, x1) x [y0, y1) (edge tiles are partial)
+  int start, end;   // intersection range
+  int width() const { return rect.x1 - rect.x0; }
+  int pixels() const { return (rect.x1 - rect.x0) * (rect.y1 - rect.y0); }
 };
 
 inline TileGeometry tile_geometry(const RasterParams& p, const int32_t* ranges, int tile) {
@@ -23,10 +27,10 @@ inline TileGeometry tile_geometry(const RasterParams& p, const int32_t* ranges, 
   TileGeometry g;
   g.b = tile / tiles;
   const int t = tile % tiles;
-  g.x0 = (t % p.tiles_x) * p.tile_size;
-  g.y0 = (t / p.tiles_x) * p.tile_size;
-  g.x1 = std::min(g.x0 + p.tile_size, p.width);
-  g.y1 = std::min(g.y0 + p.tile_size, p.height);
+  g.rect.x0 = (t % p.tiles_x) * p.tile_size;
+  g.rect.y0 = (t / p.tiles_x) * p.tile_size;
+  g.rect.x1 = std::min(g.rect.x0 + p.tile_size, p.width);
+  g.rect.y1 = std::min(g.rect.y0 + p.tile_size, p.height);
   g.start = ranges[2 * tile];
   g.end = ranges[2 * tile + 1];
   return g;
@@ -39,60 +43,59 @@ void forward_tiles(const ForwardArgs<T>& a) {
   const int num_tiles = p.B * p.tiles_x * p.tiles_y;
 #pragma omp parallel
   {
-    std::vector<T> px, py, trans, acc;
-    std::vector<int32_t> last, median, pixel;
+    std::vector<T> trans, acc;
+    std::vector<int32_t> last, median;
+    std::vector<unsigned char> done;
 #pragma omp for schedule(dynamic, 1)
     for (int tile = 0; tile < num_tiles; ++tile) {
       const TileGeometry g = tile_geometry(p, a.tile_ranges, tile);
-      // Gather the tile's pixels (edge tiles are partial).
-      px.clear(); py.clear(); pixel.clear();
-      for (int y = g.y0; y < g.y1; ++y)
-        for (int x = g.x0; x < g.x1; ++x) {
-          px.push_back(T(x) + T(0.5));
-          py.push_back(T(y) + T(0.5));
-          pixel.push_back((g.b * p.height + y) * p.width + x);
-        }
-      const int n = static_cast<int>(pixel.size());
+      const int n = g.pixels(), tw = g.width();
       trans.assign(n, T(1));
       acc.assign(static_cast<size_t>(n) * C, T(0));
       last.assign(n, g.start - 1);
       median.assign(n, -1);
-      // Indices of still-active pixels, compacted as pixels saturate.
-      std::vector<int> active(n);
-      for (int i = 0; i < n; ++i) active[i] = i;
+      done.assign(n, 0);
       int num_active = n;
+      // Primitives front to back, each over the pixels of the tile its box reaches.
       for (int i = g.start; i < g.end && num_active > 0; ++i) {
         const int prim = a.isect_prims[i];
+        const PixelRect r = clip_to_bounds(g.rect, a.bounds, prim);
         const T* fp = a.params + static_cast<size_t>(prim) * K::P;
         const T opacity = a.opacities[prim];
         const T* feat = a.features + static_cast<size_t>(prim) * K::V * C;
         T best = T(0);
-        int kept = 0;
-        for (int j = 0; j < num_active; ++j) {
-          const int q = active[j];
-          T weight = T(0);
-          const T before = trans[q];
-          const int r = forward_step<K>(fp, opacity, feat, C, px[q], py[q], trans[q],
-                                        acc.data() + static_cast<size_t>(q) * C, weight);
-          if (r == STEP_SATURATED) continue;  // drop q from the active list
-          active[kept++] = q;
-          if (r == STEP_BLENDED) {
-            last[q] = i;
-            if (before >= T(MEDIAN_TRANSMITTANCE) && trans[q] < T(MEDIAN_TRANSMITTANCE)) median[q] = i;
-            best = std::max(best, weight);
+        for (int y = r.y0; y < r.y1; ++y) {
+          const T py = T(y) + T(0.5);
+          for (int x = r.x0; x < r.x1; ++x) {
+            const int q = (y - g.rect.y0) * tw + (x - g.rect.x0);
+            if (done[q]) continue;
+            T weight = T(0);
+            const T before = trans[q];
+            const int res = forward_step<K>(fp, opacity, feat, C, T(x) + T(0.5), py, trans[q],
+                                            acc.data() + static_cast<size_t>(q) * C, weight);
+            if (res == STEP_SATURATED) {
+              done[q] = 1;
+              --num_active;
+            } else if (res == STEP_BLENDED) {
+              last[q] = i;
+              if (before >= T(MEDIAN_TRANSMITTANCE) && trans[q] < T(MEDIAN_TRANSMITTANCE))
+                median[q] = i;
+              best = std::max(best, weight);
+            }
           }
         }
-        num_active = kept;
         a.isect_weight[i] = best;
       }
-      for (int q = 0; q < n; ++q) {
-        const int pix = pixel[q];
-        std::copy(acc.begin() + static_cast<size_t>(q) * C, acc.begin() + static_cast<size_t>(q + 1) * C,
-                  a.out + static_cast<size_t>(pix) * C);
-        a.final_T[pix] = trans[q];
-        a.last_idx[pix] = last[q];
-        a.median_idx[pix] = median[q];
-      }
+      for (int y = g.rect.y0; y < g.rect.y1; ++y)
+        for (int x = g.rect.x0; x < g.rect.x1; ++x) {
+          const int q = (y - g.rect.y0) * tw + (x - g.rect.x0);
+          const size_t pix = (static_cast<size_t>(g.b) * p.height + y) * p.width + x;
+          std::copy(acc.begin() + static_cast<size_t>(q) * C,
+                    acc.begin() + static_cast<size_t>(q + 1) * C, a.out + pix * C);
+          a.final_T[pix] = trans[q];
+          a.last_idx[pix] = last[q];
+          a.median_idx[pix] = median[q];
+        }
     }
   }
   // Reduce per-intersection maxima in sorted order (intersections a tile never reached stay 0).
@@ -112,28 +115,28 @@ void backward_tiles(const BackwardArgs<T>& a) {
   const int num_tiles = p.B * p.tiles_x * p.tiles_y;
 #pragma omp parallel
   {
-    std::vector<T> px, py, trans, S, v_alpha_scaled;
-    std::vector<int32_t> last, pixel;
+    std::vector<T> trans, S;
+    std::vector<int32_t> last;
 #pragma omp for schedule(dynamic, 1)
     for (int tile = 0; tile < num_tiles; ++tile) {
       const TileGeometry g = tile_geometry(p, a.tile_ranges, tile);
       if (g.end <= g.start) continue;
-      px.clear(); py.clear(); pixel.clear(); last.clear(); trans.clear();
+      const int n = g.pixels(), tw = g.width();
+      trans.resize(n);
+      last.resize(n);
       int max_last = g.start - 1;
-      for (int y = g.y0; y < g.y1; ++y)
-        for (int x = g.x0; x < g.x1; ++x) {
-          const int pix = (g.b * p.height + y) * p.width + x;
-          px.push_back(T(x) + T(0.5));
-          py.push_back(T(y) + T(0.5));
-          pixel.push_back(pix);
-          last.push_back(a.last_idx[pix]);
-          trans.push_back(a.final_T[pix]);
-          max_last = std::max(max_last, a.last_idx[pix]);
+      for (int y = g.rect.y0; y < g.rect.y1; ++y)
+        for (int x = g.rect.x0; x < g.rect.x1; ++x) {
+          const int q = (y - g.rect.y0) * tw + (x - g.rect.x0);
+          const size_t pix = (static_cast<size_t>(g.b) * p.height + y) * p.width + x;
+          last[q] = a.last_idx[pix];
+          trans[q] = a.final_T[pix];
+          max_last = std::max(max_last, last[q]);
         }
-      const int n = static_cast<int>(pixel.size());
       S.assign(static_cast<size_t>(n) * C, T(0));
       for (int i = max_last; i >= g.start; --i) {
         const int prim = a.isect_prims[i];
+        const PixelRect r = clip_to_bounds(g.rect, a.bounds, prim);
         const T* fp = a.params + static_cast<size_t>(prim) * K::P;
         const T opacity = a.opacities[prim];
         const T* feat = a.features + static_cast<size_t>(prim) * VC;
@@ -142,13 +145,17 @@ void backward_tiles(const BackwardArgs<T>& a) {
         T* v_op = row + K::P;
         T* v_feat = row + K::P + 1;
         T* abs_fp = with_abs ? row + K::P + 1 + VC : nullptr;
-        for (int q = 0; q < n; ++q) {
-          if (i > last[q]) continue;
-          const int pix = pixel[q];
-          backward_step<K, PlainAdd>(fp, opacity, feat, C, px[q], py[q], trans[q],
-                                     S.data() + static_cast<size_t>(q) * C,
-                                     a.v_out + static_cast<size_t>(pix) * C, a.v_alpha[pix],
-                                     a.final_T[pix], v_fp, v_op, v_feat, abs_fp);
+        for (int y = r.y0; y < r.y1; ++y) {
+          const T py = T(y) + T(0.5);
+          for (int x = r.x0; x < r.x1; ++x) {
+            const int q = (y - g.rect.y0) * tw + (x - g.rect.x0);
+            if (i > last[q]) continue;
+            const size_t pix = (static_cast<size_t>(g.b) * p.height + y) * p.width + x;
+            backward_step<K, PlainAdd>(fp, opacity, feat, C, T(x) + T(0.5), py, trans[q],
+                                       S.data() + static_cast<size_t>(q) * C, a.v_out + pix * C,
+                                       a.v_alpha[pix], a.final_T[pix], v_fp, v_op, v_feat,
+                                       abs_fp);
+          }
         }
       }
     }

@@ -24,7 +24,9 @@ __global__ void backward_kernel(BackwardArgs<T> a) {
   const T px = T(s.x) + T(0.5), py = T(s.y) + T(0.5);
   T trans = final_T;
   for (int i = a.last_idx[pix]; i >= s.start; --i) {
-    const size_t prim = static_cast<size_t>(a.isect_prims[i]);
+    const int prim_index = a.isect_prims[i];
+    if (!in_bounds(a.bounds, prim_index, s.x, s.y)) continue;  // skipped in forward too
+    const size_t prim = static_cast<size_t>(prim_index);
     backward_step<K, AtomicAdd>(a.params + prim * K::P, a.opacities[prim],
                                 a.features + prim * VC, C, px, py, trans, S, v_out, v_alpha,
                                 final_T, a.v_params + prim * K::P, a.v_opacities + prim,

@@ -23,6 +23,7 @@ __global__ void forward_kernel(ForwardArgs<T> a) {
   int last = s.start - 1, median = -1;
   for (int i = s.start; i < s.end; ++i) {
     const int prim = a.isect_prims[i];
+    if (!in_bounds(a.bounds, prim, s.x, s.y)) continue;  // α < 1/255 outside the box
     const T before = trans;
     T weight = T(0);
     const int r = forward_step<K>(a.params + static_cast<size_t>(prim) * K::P, a.opacities[prim],

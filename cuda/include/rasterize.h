@@ -9,6 +9,8 @@
 //   features    [B, N, V, C]   per-vertex features; the pixel feature is Σ_v w_v(p) f_v
 //   isect_prims [M] int32      flat primitive index (b * N + n) of each depth-sorted intersection
 //   tile_ranges [B * tiles, 2] int32 [start, end) into isect_prims of each (camera, tile)
+//   bounds      [B, N, 4] int32 pixel box [xmin, ymin, xmax, ymax) outside which the primitive
+//               has α < 1/255 (optional: nullptr evaluates every pixel of each touched tile)
 //   out         [B, H, W, C]   Σ_i α_i T_i f_i(p) (no background: render() adds it in torch)
 //   final_T     [B, H, W]      transmittance after the last contributor
 //   last_idx    [B, H, W]      sorted intersection index of the last contributor (start - 1: none)
@@ -51,6 +53,25 @@ struct PlainAdd {
   template <typename T>
   HOST_DEVICE static void add(T* dst, T v) { *dst += v; }
 };
+
+// A pixel rectangle [x0, x1) x [y0, y1).
+struct PixelRect {
+  int x0, y0, x1, y1;
+};
+
+// The part of `tile` a primitive can reach: the tile clipped by the primitive's pixel box.
+HOST_DEVICE PixelRect clip_to_bounds(PixelRect tile, const int32_t* bounds, int prim) {
+  if (!bounds) return tile;
+  const int32_t* b = bounds + 4 * static_cast<size_t>(prim);
+  return PixelRect{max_of(tile.x0, static_cast<int>(b[0])), max_of(tile.y0, static_cast<int>(b[1])),
+                   min_of(tile.x1, static_cast<int>(b[2])), min_of(tile.y1, static_cast<int>(b[3]))};
+}
+
+HOST_DEVICE bool in_bounds(const int32_t* bounds, int prim, int x, int y) {
+  if (!bounds) return true;
+  const int32_t* b = bounds + 4 * static_cast<size_t>(prim);
+  return x >= b[0] && x < b[2] && y >= b[1] && y < b[3];
+}
 
 enum StepResult { STEP_SKIPPED = 0, STEP_BLENDED = 1, STEP_SATURATED = 2 };
 
@@ -130,6 +151,7 @@ struct ForwardArgs {
   const T* params;
   const T* opacities;
   const T* features;
+  const int32_t* bounds;  // [B*N, 4] or nullptr
   const int32_t* isect_prims;
   const int32_t* tile_ranges;
   T* out;
@@ -147,6 +169,7 @@ struct BackwardArgs {
   const T* params;
   const T* opacities;
   const T* features;
+  const int32_t* bounds;  // [B*N, 4] or nullptr
   const int32_t* isect_prims;
   const int32_t* tile_ranges;
   const T* final_T;

@@ -24,13 +24,14 @@ class Rasterized:
 
 class _Rasterize(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, params, opacities, features, isect_prims, tile_ranges, kind, width, height,
-                tile_size, absgrad_out):
+    def forward(ctx, params, opacities, features, bounds, isect_prims, tile_ranges, kind, width,
+                height, tile_size, absgrad_out):
         load_ops()
         out, final_T, last_idx, median_idx, max_weight = torch.ops.recon.rasterize_fwd(
-            params, opacities, features, isect_prims, tile_ranges, kind, width, height, tile_size)
-        ctx.save_for_backward(params, opacities, features, isect_prims, tile_ranges, final_T,
-                              last_idx)
+            params, opacities, features, bounds, isect_prims, tile_ranges, kind, width, height,
+            tile_size)
+        ctx.save_for_backward(params, opacities, features, bounds, isect_prims, tile_ranges,
+                              final_T, last_idx)
         ctx.config = (kind, width, height, tile_size)
         ctx.absgrad_out = absgrad_out
         ctx.mark_non_differentiable(median_idx, max_weight)
@@ -38,16 +39,18 @@ class _Rasterize(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_out, v_alpha, _v_median, _v_max_weight):
-        params, opacities, features, isect_prims, tile_ranges, final_T, last_idx = ctx.saved_tensors
+        (params, opacities, features, bounds, isect_prims, tile_ranges, final_T,
+         last_idx) = ctx.saved_tensors
         kind, width, height, tile_size = ctx.config
         want_abs = ctx.absgrad_out is not None
         v_params, v_opacities, v_features, abs_params = torch.ops.recon.rasterize_bwd(
-            params, opacities, features, isect_prims, tile_ranges, kind, width, height, tile_size,
+            params, opacities, features, bounds, isect_prims, tile_ranges, kind, width, height,
+            tile_size,
             final_T, last_idx, _dense(v_out, final_T, params.dtype, features.shape[-1]),
             _dense(v_alpha, final_T, params.dtype), want_abs)
         if want_abs:
             ctx.absgrad_out.add_(abs_params)
-        return v_params, v_opacities, v_features, None, None, None, None, None, None, None
+        return (v_params, v_opacities, v_features) + (None,) * 8
 
 
 def _dense(grad: Tensor | None, like: Tensor, dtype: torch.dtype, channels: int | None = None):
@@ -60,15 +63,19 @@ def _dense(grad: Tensor | None, like: Tensor, dtype: torch.dtype, channels: int 
 
 def rasterize(params: Tensor, opacities: Tensor, features: Tensor, isect_prims: Tensor,
               tile_ranges: Tensor, kind: int, width: int, height: int, tile_size: int = 16,
-              absgrad_out: Tensor | None = None) -> Rasterized:
+              absgrad_out: Tensor | None = None, bounds: Tensor | None = None) -> Rasterized:
     """Composite binned footprints front to back with the native kernels (CPU or CUDA by device).
 
     params [B,N,P], opacities [B,N], features [B,N,V,C]; ``isect_prims``/``tile_ranges`` come from
     ``recon.render.binning.bin_footprints``. With ``absgrad_out`` ([B,N,P], zeros), backward adds
-    Σ_pixels |dL/dparams| into it (the AbsGS densification statistic).
+    Σ_pixels |dL/dparams| into it (the AbsGS densification statistic). With ``bounds`` (the
+    footprints' int32 [B,N,4] pixel boxes) only pixels inside a primitive's box are evaluated:
+    the same image, much less work for primitives smaller than a tile.
     """
+    if bounds is None:
+        bounds = torch.empty(0, dtype=torch.int32, device=params.device)
     out, alpha, median_idx, max_weight = _Rasterize.apply(
         params.contiguous(), opacities.contiguous(), features.contiguous(),
-        isect_prims.contiguous(), tile_ranges.contiguous(), int(kind), int(width), int(height),
+        bounds.to(torch.int32).contiguous(), isect_prims.contiguous(), tile_ranges.contiguous(), int(kind), int(width), int(height),
         int(tile_size), absgrad_out)
     return Rasterized(out, alpha, median_idx, max_weight)

@@ -69,12 +69,12 @@ def project(gaussians: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, heig
     axes; Ks [B,3,3]). Culls behind the near plane, beyond the far plane, off-screen, below
     α = 1/255 everywhere, and with screen radius <= ``radius_clip``."""
     rot_w = quat_to_rotmat(gaussians.quats)                                   # [N,3,3]
-    scales = gaussians.scales
-    m = rot_w * scales[..., None, :]
-    cov_w = m @ m.transpose(-1, -2)
-    R, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]               # [B,1,3,3], [B,1,3]
-    mean_c = (R @ gaussians.means[None, :, :, None])[..., 0] + t             # [B,N,3]
-    cov_c = R @ cov_w[None] @ R.transpose(-1, -2)                            # [B,N,3,3]
+    R, t = viewmats[:, :3, :3], viewmats[:, None, :3, 3]                     # [B,3,3], [B,1,3]
+    # einsum turns these into one matrix product per camera (not N tiny 3x3 products).
+    mean_c = torch.einsum("bij,nj->bni", R, gaussians.means) + t             # [B,N,3]
+    # Camera-space covariance is A Aᵀ with A = R_view R S; the screen covariance J A Aᵀ Jᵀ is
+    # then built from the two rows of J A, without forming any 3x3 covariance.
+    A = torch.einsum("bij,njk->bnik", R, rot_w) * gaussians.scales[None, :, None, :]
     x, y, z = mean_c.unbind(-1)
     in_depth = (z > near_plane) & (z < far_plane)
     # Culled splats still flow through the math (their outputs are masked), so keep them finite.
@@ -88,13 +88,12 @@ def project(gaussians: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, heig
     lim_y_neg = cy / fy + 0.3 * (0.5 * height / fy)
     tx = zs * torch.minimum(torch.maximum(x / zs, -lim_x_neg), lim_x_pos)
     ty = zs * torch.minimum(torch.maximum(y / zs, -lim_y_neg), lim_y_pos)
-    zero = torch.zeros_like(zs)
-    J = torch.stack([fx / zs, zero, -fx * tx / zs**2,
-                     zero, fy / zs, -fy * ty / zs**2], -1).reshape(*zs.shape, 2, 3)
-    cov2d = J @ cov_c @ J.transpose(-1, -2)                                  # [B,N,2,2]
+    # Rows of J A, with J = [[fx/z, 0, -fx tx/z²], [0, fy/z, -fy ty/z²]] (tx, ty clamped).
+    ja0 = (fx / zs)[..., None] * (A[..., 0, :] - (tx / zs)[..., None] * A[..., 2, :])
+    ja1 = (fy / zs)[..., None] * (A[..., 1, :] - (ty / zs)[..., None] * A[..., 2, :])
     means2d = torch.stack([fx * x / zs + cx, fy * y / zs + cy], -1)
 
-    a, b, c = cov2d[..., 0, 0], 0.5 * (cov2d[..., 0, 1] + cov2d[..., 1, 0]), cov2d[..., 1, 1]
+    a, b, c = (ja0 * ja0).sum(-1), (ja0 * ja1).sum(-1), (ja1 * ja1).sum(-1)
     det_raw = a * c - b * b
     a, c = a + eps2d, c + eps2d
     det_dilated = a * c - b * b
@@ -126,7 +125,7 @@ def project(gaussians: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, heig
     # Normal: the shortest axis, in camera coordinates, turned to face the camera.
     shortest = gaussians.log_scales.argmin(-1)                                 # [N]
     axis_w = torch.gather(rot_w, 2, shortest[:, None, None].expand(-1, 3, 1))[..., 0]
-    axis_c = (R @ axis_w[None, :, :, None])[..., 0]                            # [B,N,3]
+    axis_c = torch.einsum("bij,nj->bni", R, axis_w)                          # [B,N,3]
     facing = torch.where((axis_c * mean_c).sum(-1, keepdim=True) > 0, -1.0, 1.0).to(axis_c.dtype)
     normals = axis_c * facing
 

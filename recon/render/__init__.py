@@ -120,7 +120,7 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
         if absgrad:
             absgrad_buf = torch.zeros_like(fp.params)
         out = rasterize(fp.params, fp.opacities, all_feats, bins.isect_prims, bins.tile_ranges,
-                        fp.kind, width, height, tile_size, absgrad_buf)
+                        fp.kind, width, height, tile_size, absgrad_buf, bounds=fp.bounds)
         image, alpha, max_weight = out.features, out.alpha, out.max_weight
         median_flat = _gather_or_missing(bins.isect_prims.long(), out.median_idx.long(), -1)
 

@@ -34,10 +34,12 @@ def random_scene(seed: int, n: int = 40, width: int = 37, height: int = 29, came
     return fp, features, width, height
 
 
-def native(fp, params, opacities, features, width, height, tile_size=16, absgrad_out=None):
+def native(fp, params, opacities, features, width, height, tile_size=16, absgrad_out=None,
+           use_bounds=True):
     bins = bin_footprints(fp.bounds, fp.depths, width, height, tile_size)
     out = rasterize(params, opacities, features, bins.isect_prims, bins.tile_ranges,
-                    KIND_GAUSSIAN, width, height, tile_size, absgrad_out)
+                    KIND_GAUSSIAN, width, height, tile_size, absgrad_out,
+                    bounds=fp.bounds if use_bounds else None)
     return out, bins
 
 
@@ -50,10 +52,11 @@ def leaves(fp, features):
     return [t.detach().clone().requires_grad_() for t in (fp.params, fp.opacities, features)]
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_forward_matches_reference(seed):
+@pytest.mark.parametrize("seed,use_bounds", [(0, True), (1, True), (0, False)])
+def test_forward_matches_reference(seed, use_bounds):
     fp, features, width, height = random_scene(seed)
-    out, bins = native(fp, fp.params, fp.opacities, features, width, height)
+    out, bins = native(fp, fp.params, fp.opacities, features, width, height,
+                       use_bounds=use_bounds)
     ref = reference(fp, fp.params, fp.opacities, features, width, height)
     assert ref.alpha.max() > 0.5  # the scene draws something substantial
     # float32 sums of a few dozen terms in the same order: agreement to rounding (~1e-7).
@@ -76,8 +79,9 @@ def test_saturated_pixels_stop_like_reference():
     assert (out.alpha - ref.alpha).abs().max() <= 1e-5
 
 
-@pytest.mark.parametrize("seed,opacity_logit", [(0, 0.0), (4, 3.0)])
-def test_gradients_match_reference(seed, opacity_logit):
+@pytest.mark.parametrize("seed,opacity_logit,use_bounds", [(0, 0.0, True), (4, 3.0, True),
+                                                           (4, 3.0, False)])
+def test_gradients_match_reference(seed, opacity_logit, use_bounds):
     fp, features, width, height = random_scene(seed, opacity_logit=opacity_logit)
     gen = torch.Generator().manual_seed(100 + seed)
     v_out = torch.randn(2, height, width, features.shape[-1], generator=gen)
@@ -89,7 +93,7 @@ def test_gradients_match_reference(seed, opacity_logit):
         loss = (res.features * v_out).sum() + (res.alpha * v_alpha).sum()
         return torch.autograd.grad(loss, inputs)
 
-    got = grads(lambda *a: native(*a)[0])
+    got = grads(lambda *a: native(*a, use_bounds=use_bounds)[0])
     want = grads(reference)
     for name, g, w in zip(("params", "opacities", "features"), got, want):
         scale = w.abs().max()
@@ -111,7 +115,7 @@ def test_gradcheck_float64():
 
     def f(params, opacities, feats):
         out = rasterize(params, opacities, feats, bins.isect_prims, bins.tile_ranges,
-                        KIND_GAUSSIAN, width, height, 4)
+                        KIND_GAUSSIAN, width, height, 4, bounds=fp.bounds)
         return out.features, out.alpha
 
     assert torch.autograd.gradcheck(f, leaves(fp, features), eps=1e-6, atol=1e-6, rtol=1e-4)
@@ -167,6 +171,9 @@ def test_shape_errors_are_clear():
     with pytest.raises(RuntimeError, match=r"features must be \[B, N, V, C\]"):
         rasterize(fp.params, fp.opacities, features[:, :3], bins.isect_prims, bins.tile_ranges,
                   KIND_GAUSSIAN, width, height)
+    with pytest.raises(RuntimeError, match=r"bounds must be a contiguous int32 \[B, N, 4\]"):
+        rasterize(fp.params, fp.opacities, features, bins.isect_prims, bins.tile_ranges,
+                  KIND_GAUSSIAN, width, height, bounds=fp.bounds[:, :, :2])
     with pytest.raises(RuntimeError, match="unknown primitive kind"):
         rasterize(fp.params, fp.opacities, features, bins.isect_prims, bins.tile_ranges, 17,
                   width, height)
