@@ -10,7 +10,10 @@
 // phi is evaluated as a*m + log sum_j exp_of(a (L_j - m)) with m = max_j L_j so no exponent is positive,
 // and the sigmoid is evaluated in the form whose exponent is never positive: no overflow for any
 // input. Fewer than 3 lines do not bound a region; such footprints (culled by projection anyway)
-// evaluate to 0.
+// evaluate to 0. Since phi >= a*m, I <= sigmoid(-a*b*m): where that bound is below ALPHA_MIN
+// (a*b*m > log(254)) eval returns 0 without any exp. The compositor skips alpha < ALPHA_MIN
+// anyway (opacity <= 1), so images and gradients are unchanged; only the work is saved on the
+// wide soft tails of diffuse convexes.
 //
 // Footprint layout (P floats): [num_lines, a, b, n0x, n0y, c0, n1x, n1y, c1, ...] padded to 8 lines.
 #pragma once
@@ -25,6 +28,8 @@ struct ConvexKernel {
   static constexpr int MAX_LINES = CONVEX_MAX_LINES;
   static constexpr int P = 3 + 3 * MAX_LINES;
   static constexpr int V = 1;
+  // log((1 - ALPHA_MIN) / ALPHA_MIN) = log(254): sigmoid(-x) < ALPHA_MIN beyond it.
+  static constexpr double LOG_INV_ALPHA_MIN_ODDS = 5.537334267018537;
 
   template <typename T>
   HOST_DEVICE static int num_lines(const T* fp) {
@@ -60,6 +65,7 @@ struct ConvexKernel {
     const T a = fp[1], b = fp[2];
     T L[MAX_LINES];
     const T m = lines_at(fp, n, px, py, L);
+    if (a > T(0) && b > T(0) && a * b * m > T(LOG_INV_ALPHA_MIN_ODDS)) return T(0);
     T s = T(0);
     for (int j = 0; j < n; ++j) s += exp_of(a * (L[j] - m));
     const T phi = a * m + log_of(s);
@@ -75,6 +81,7 @@ struct ConvexKernel {
     const T a = fp[1], b = fp[2];
     T L[MAX_LINES], e[MAX_LINES];
     const T m = lines_at(fp, n, px, py, L);
+    if (a > T(0) && b > T(0) && a * b * m > T(LOG_INV_ALPHA_MIN_ODDS)) return;  // eval gave 0
     T s = T(0);
     for (int j = 0; j < n; ++j) {
       e[j] = exp_of(a * (L[j] - m));

@@ -129,14 +129,31 @@ def hull_lines(q: Tensor, tol: float = HULL_TOLERANCE) -> tuple[Tensor, Tensor, 
     the segment): projection culls that.
     """
     K = q.shape[-2]
+    with torch.no_grad():  # which pairs are hull edges: a discrete choice, no gradient
+        order, used = _hull_edge_slots(q.detach(), tol)
+    def take(idx: Tensor) -> Tensor:
+        return torch.gather(q, -2, idx[..., None].expand(*idx.shape, 2))
+
+    start = take(order // K)
+    e = take(order % K) - start
+    normals = torch.stack([e[..., 1], -e[..., 0]], dim=-1)
+    offsets = -(normals * start).sum(-1)
+    zero = torch.zeros((), dtype=q.dtype, device=q.device)
+    normals = torch.where(used[..., None], normals, zero)
+    offsets = torch.where(used, offsets, zero)
+    return normals, offsets, used
+
+
+def _hull_edge_slots(q: Tensor, tol: float) -> tuple[Tensor, Tensor]:
+    """Flat pair indices i*K + j [..., 8] of the hull edges i->j, packed first, and their mask."""
+    K = q.shape[-2]
     edge = q[..., None, :, :] - q[..., :, None, :]  # [..., i, j, 2] = q_j - q_i
-    rel = edge  # rel[..., i, k] = q_k - q_i (same tensor, read with k in place of j)
-    # cross[i, j, k] = edge_ij × (q_k - q_i): > 0 when k is on the hull side of i->j
-    cross = (edge[..., :, :, None, 0] * rel[..., :, None, :, 1]
-             - edge[..., :, :, None, 1] * rel[..., :, None, :, 0])
-    along = (edge[..., :, :, None, :] * rel[..., :, None, :, :]).sum(-1)  # edge · (q_k - q_i)
-    length2 = (edge * edge).sum(-1)  # [..., i, j]
-    length = length2.clamp_min(1e-30).sqrt()
+    # cross[i, j, k] = (q_j - q_i) × (q_k - q_i): > 0 when k is on the hull side of i->j
+    cross = (edge[..., :, :, None, 0] * edge[..., :, None, :, 1]
+             - edge[..., :, :, None, 1] * edge[..., :, None, :, 0])
+    along = (edge[..., :, :, None, :] * edge[..., :, None, :, :]).sum(-1)  # (q_j-q_i)·(q_k-q_i)
+    length2 = (edge * edge).sum(-1)
+    length = length2.sqrt()
     band = tol * length[..., None]
     outside = cross < -band
     on_line = cross.abs() <= band
@@ -145,21 +162,11 @@ def hull_lines(q: Tensor, tol: float = HULL_TOLERANCE) -> tuple[Tensor, Tensor, 
 
     close = length < tol
     earlier = torch.ones(K, K, dtype=torch.bool, device=q.device).tril(-1)  # [k, k'] k' < k
-    duplicate = (close & earlier).any(dim=-1)  # [..., K]
-    keep = ~duplicate
+    keep = ~(close & earlier).any(dim=-1)  # not a duplicate of an earlier point
     valid = edge_ok & ~close & keep[..., :, None] & keep[..., None, :]
-
     flat = valid.flatten(-2)  # K >= 3 gives K² >= 9 > MAX_POINTS candidate slots
     order = torch.sort((~flat).to(torch.uint8), dim=-1, stable=True).indices[..., :MAX_POINTS]
-    used = torch.gather(flat, -1, order)
-    e = torch.gather(edge.flatten(-3, -2), -2, order[..., None].expand(*order.shape, 2))
-    start = torch.gather(q, -2, (order // K)[..., None].expand(*order.shape, 2))
-    normals = torch.stack([e[..., 1], -e[..., 0]], dim=-1)
-    offsets = -(normals * start).sum(-1)
-    zero = torch.zeros((), dtype=q.dtype, device=q.device)
-    normals = torch.where(used[..., None], normals, zero)
-    offsets = torch.where(used, offsets, zero)
-    return normals, offsets, used
+    return order, torch.gather(flat, -1, order)
 
 
 def _support_box(normals: Tensor, offsets: Tensor, used: Tensor, ab: Tensor,
