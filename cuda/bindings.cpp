@@ -4,11 +4,13 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/library.h>
 
 #include "include/rasterize.h"
+#include "include/sh.h"
 
 namespace recon {
 
@@ -174,6 +176,65 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_bwd_cpu(
   return {v_params, v_opacities, v_features, abs_params};
 }
 
+// dirs [B, N, 3]; coeffs [N, K, C] (shared by the cameras) or [B, N, K, C]. Returns the sizes.
+struct ShSizes {
+  int B, N, K, C;
+  bool shared;
+};
+
+ShSizes check_sh_inputs(int64_t degree, const at::Tensor& dirs, const at::Tensor& coeffs) {
+  TORCH_CHECK(degree >= 0 && degree <= SH_MAX_DEGREE, "recon sh: degree must be in [0, ",
+              SH_MAX_DEGREE, "], got ", degree);
+  TORCH_CHECK(dirs.dim() == 3 && dirs.size(2) == 3, "recon sh: dirs must be [B, N, 3], got ",
+              dirs.sizes());
+  const int64_t B = dirs.size(0), N = dirs.size(1);
+  const bool shared = coeffs.dim() == 3;
+  TORCH_CHECK((shared && coeffs.size(0) == N) ||
+                  (coeffs.dim() == 4 && coeffs.size(0) == B && coeffs.size(1) == N),
+              "recon sh: coeffs must be [N, K, C] or [B, N, K, C] with B = ", B, ", N = ", N,
+              ", got ", coeffs.sizes());
+  const int64_t K = coeffs.size(-2);
+  TORCH_CHECK(K >= (degree + 1) * (degree + 1), "recon sh: degree ", degree, " needs ",
+              (degree + 1) * (degree + 1), " coefficients per channel, got ", K);
+  TORCH_CHECK(dirs.scalar_type() == coeffs.scalar_type() &&
+                  (dirs.scalar_type() == at::kFloat || dirs.scalar_type() == at::kDouble),
+              "recon sh: dirs and coeffs must share a float32/float64 dtype");
+  TORCH_CHECK(dirs.is_contiguous() && coeffs.is_contiguous() && dirs.device() == coeffs.device(),
+              "recon sh: inputs must be contiguous and on one device");
+  return ShSizes{static_cast<int>(B), static_cast<int>(N), static_cast<int>(K),
+                 static_cast<int>(coeffs.size(-1)), shared};
+}
+
+at::Tensor sh_fwd_cpu(int64_t degree, const at::Tensor& dirs, const at::Tensor& coeffs) {
+  const ShSizes s = check_sh_inputs(degree, dirs, coeffs);
+  at::Tensor colors = at::empty({s.B, s.N, s.C}, dirs.options());
+  AT_DISPATCH_FLOATING_TYPES(dirs.scalar_type(), "recon::sh_fwd", [&] {
+    cpu::sh_forward<scalar_t>(static_cast<int>(degree), s.B, s.N, s.K, s.C, s.shared,
+                              dirs.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(),
+                              colors.data_ptr<scalar_t>());
+  });
+  return colors;
+}
+
+std::tuple<at::Tensor, at::Tensor> sh_bwd_cpu(int64_t degree, const at::Tensor& dirs,
+                                              const at::Tensor& coeffs,
+                                              const at::Tensor& v_colors) {
+  const ShSizes s = check_sh_inputs(degree, dirs, coeffs);
+  TORCH_CHECK(v_colors.sizes() == at::IntArrayRef({s.B, s.N, s.C}) && v_colors.is_contiguous() &&
+                  v_colors.scalar_type() == dirs.scalar_type(),
+              "recon sh backward: v_colors must be a contiguous [B, N, C] tensor of the dtype "
+              "of dirs, got ", v_colors.sizes());
+  at::Tensor v_dirs = at::empty_like(dirs);
+  at::Tensor v_coeffs = at::zeros_like(coeffs);
+  AT_DISPATCH_FLOATING_TYPES(dirs.scalar_type(), "recon::sh_bwd", [&] {
+    cpu::sh_backward<scalar_t>(static_cast<int>(degree), s.B, s.N, s.K, s.C, s.shared,
+                               dirs.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(),
+                               v_colors.data_ptr<scalar_t>(), v_dirs.data_ptr<scalar_t>(),
+                               v_coeffs.data_ptr<scalar_t>());
+  });
+  return {v_dirs, v_coeffs};
+}
+
 }  // namespace
 }  // namespace recon
 
@@ -189,9 +250,14 @@ TORCH_LIBRARY(recon, m) {
       "Tensor tile_ranges, int kind, int width, int height, int tile_size, Tensor final_T, "
       "Tensor last_idx, Tensor v_out, Tensor v_alpha, bool absgrad) "
       "-> (Tensor v_params, Tensor v_opacities, Tensor v_features, Tensor absgrad_params)");
+  m.def("sh_fwd(int degree, Tensor dirs, Tensor coeffs) -> Tensor colors");
+  m.def("sh_bwd(int degree, Tensor dirs, Tensor coeffs, Tensor v_colors) "
+        "-> (Tensor v_dirs, Tensor v_coeffs)");
 }
 
 TORCH_LIBRARY_IMPL(recon, CPU, m) {
   m.impl("rasterize_fwd", &recon::rasterize_fwd_cpu);
   m.impl("rasterize_bwd", &recon::rasterize_bwd_cpu);
+  m.impl("sh_fwd", &recon::sh_fwd_cpu);
+  m.impl("sh_bwd", &recon::sh_bwd_cpu);
 }

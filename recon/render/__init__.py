@@ -64,7 +64,6 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
     """
     from recon.primitives.base import ops_for
     from recon.render.binning import bin_footprints
-    from recon.render.sh import eval_sh
 
     if backend not in BACKENDS:
         raise ReconError(f"Unknown render backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
@@ -88,8 +87,8 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
     if sh_degree is not None:
         cam_centers = torch.linalg.inv(viewmats)[:, :3, 3]
         dirs = centers[None] - cam_centers[:, None]                                 # [B,N,3]
-        coeffs = features if features.dim() == 4 else features[None].expand(B, -1, -1, -1)
-        features = (eval_sh(sh_degree, dirs, coeffs) + 0.5).clamp_min(0.0)
+        features = (_sh_colors(sh_degree, dirs, features, native=backend == "cpu") + 0.5)
+        features = features.clamp_min(0.0)
     feats = _per_camera_vertex_features(features, B, N, V).to(dtype)
     C = feats.shape[-1]
     extra = []
@@ -156,6 +155,26 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
                          f"they are on {device}; move them with .to('{backend}') or use "
                          "backend='auto'.")
     return backend
+
+
+def _sh_colors(degree: int, dirs: Tensor, coeffs: Tensor, native: bool) -> Tensor:
+    """SH colours [B,N,C] from coefficients [N,K,C] or [B,N,K,C]; the native op on the CPU
+    backend (much faster for large N), the torch evaluation elsewhere."""
+    from recon.render.sh import MAX_DEGREE, eval_sh, num_bases
+
+    if not 0 <= degree <= MAX_DEGREE or coeffs.dim() not in (3, 4) \
+            or coeffs.shape[-2] < num_bases(degree):
+        raise ReconError(
+            f"sh_degree={degree} needs SH features of shape [N, K, C] or [B, N, K, C] with "
+            f"K >= {num_bases(min(max(degree, 0), MAX_DEGREE))} and degree <= {MAX_DEGREE}; got "
+            f"features of shape {tuple(coeffs.shape)}.")
+    if native:
+        from recon._ops.sh import spherical_harmonics
+
+        return spherical_harmonics(degree, dirs, coeffs.to(dirs.dtype))
+    if coeffs.dim() == 3:
+        coeffs = coeffs[None].expand(dirs.shape[0], -1, -1, -1)
+    return eval_sh(degree, dirs, coeffs)
 
 
 def _gather_or_missing(values: Tensor, index: Tensor, missing) -> Tensor:

@@ -98,3 +98,21 @@ def test_sh_matches_gsplat(degree):
     ours = eval_sh(degree, dirs, coeffs)
     theirs = torch_impl._spherical_harmonics(degree, dirs, coeffs)
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_native_sh_matches_torch_and_gradchecks(degree):
+    from recon._ops.sh import spherical_harmonics
+
+    gen = torch.Generator().manual_seed(10 + degree)
+    dirs = torch.randn(2, 6, 3, generator=gen, dtype=torch.float64).requires_grad_()
+    shared = torch.randn(6, 16, 2, generator=gen, dtype=torch.float64).requires_grad_()
+    per_camera = torch.randn(2, 6, 16, 2, generator=gen, dtype=torch.float64).requires_grad_()
+    want = eval_sh(degree, dirs, shared[None].expand(2, -1, -1, -1))
+    torch.testing.assert_close(spherical_harmonics(degree, dirs, shared), want,
+                               rtol=1e-12, atol=1e-12)
+    # Coefficients shared by both cameras get the sum of both cameras' gradients.
+    assert torch.autograd.gradcheck(lambda d, c: spherical_harmonics(degree, d, c),
+                                    (dirs, shared))
+    assert torch.autograd.gradcheck(lambda d, c: spherical_harmonics(degree, d, c),
+                                    (dirs, per_camera))
