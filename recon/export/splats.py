@@ -33,10 +33,11 @@ import torch
 from torch import Tensor
 
 from recon.cameras import Similarity, rotation_is_valid
-from recon.errors import ReconError
+from recon.errors import OutputExistsError, ReconError
 from recon.render.sh import MAX_DEGREE, num_bases, sh_bases
 from recon.train.splats import PARAMETER_NAMES, sh0_to_rgb
 
+EXPORT_DIR = "export"
 SPLAT_ROW = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4),
                       ("rot", "u1", 4)])
 
@@ -48,7 +49,8 @@ def ply_property_names(num_rest: int) -> list[str]:
             + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
 
 
-def write_ply(path: Path, splats: Mapping[str, Tensor], normalization: Similarity | None = None) -> Path:
+def write_ply(path: Path, splats: Mapping[str, Tensor],
+              normalization: Similarity | None = None) -> Path:
     """Write ``splats`` (gsplat layout, recon's normalised frame) as a standard 3DGS ``.ply``
     in the input's world frame (``normalization`` is the dataset's input -> normalised map)."""
     from plyfile import PlyData, PlyElement
@@ -107,7 +109,8 @@ def read_ply(path: Path, normalization: Similarity | None = None) -> dict[str, T
     return splats if normalization is None else transform_splats(splats, normalization)
 
 
-def write_splat(path: Path, splats: Mapping[str, Tensor], normalization: Similarity | None = None) -> Path:
+def write_splat(path: Path, splats: Mapping[str, Tensor],
+                normalization: Similarity | None = None) -> Path:
     """Write ``splats`` as an antimatter15 ``.splat`` (32 bytes per Gaussian, input world frame)."""
     s = _to_numpy(transform_splats(splats, _to_input_frame(normalization)))
     scales = np.exp(s["scales"].astype(np.float64))
@@ -190,26 +193,12 @@ def rotate_sh(sh_rest: Tensor, rotation: np.ndarray) -> Tensor:
 
 
 def rotation_to_quat(rotation: np.ndarray) -> np.ndarray:
-    """Unit quaternion (w, x, y, z) of a 3x3 rotation matrix, w >= 0 (Shepperd's method)."""
-    r = np.asarray(rotation, dtype=np.float64)
-    trace = np.trace(r)
-    # Branch on the largest of w², x², y², z² so the square root is taken of a large number.
-    diag = [trace, r[0, 0], r[1, 1], r[2, 2]]
-    i = int(np.argmax(diag))
-    if i == 0:
-        w = 0.5 * np.sqrt(1.0 + trace)
-        q = [w, (r[2, 1] - r[1, 2]) / (4 * w), (r[0, 2] - r[2, 0]) / (4 * w), (r[1, 0] - r[0, 1]) / (4 * w)]
-    elif i == 1:
-        x = 0.5 * np.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
-        q = [(r[2, 1] - r[1, 2]) / (4 * x), x, (r[0, 1] + r[1, 0]) / (4 * x), (r[0, 2] + r[2, 0]) / (4 * x)]
-    elif i == 2:
-        y = 0.5 * np.sqrt(1.0 - r[0, 0] + r[1, 1] - r[2, 2])
-        q = [(r[0, 2] - r[2, 0]) / (4 * y), (r[0, 1] + r[1, 0]) / (4 * y), y, (r[1, 2] + r[2, 1]) / (4 * y)]
-    else:
-        z = 0.5 * np.sqrt(1.0 - r[0, 0] - r[1, 1] + r[2, 2])
-        q = [(r[1, 0] - r[0, 1]) / (4 * z), (r[0, 2] + r[2, 0]) / (4 * z), (r[1, 2] + r[2, 1]) / (4 * z), z]
-    q = np.asarray(q)
-    return q if q[0] >= 0 else -q
+    """Unit quaternion (w, x, y, z) of a 3x3 rotation matrix, with w >= 0."""
+    from scipy.spatial.transform import Rotation
+
+    x, y, z, w = Rotation.from_matrix(np.asarray(rotation, dtype=np.float64)).as_quat()
+    q = np.array([w, x, y, z])
+    return q if w >= 0 else -q
 
 
 def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
@@ -220,6 +209,31 @@ def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
                         aw * bx + ax * bw + ay * bz - az * by,
                         aw * by - ax * bz + ay * bw + az * bx,
                         aw * bz + ax * by - ay * bx + az * bw], -1)
+
+
+def export_run(run_dir: Path, format: str = "ply", out: Path | None = None, step: int | None = None,
+               force: bool = False) -> Path:
+    """Export the splats of a run's checkpoint (the newest unless ``step``) in the input's world
+    frame, to ``out`` or ``RUN/export/splats.<format>``; refuses to overwrite unless ``force``.
+
+    SH bands above the checkpoint's active degree are written as zeros, so viewers that evaluate
+    every band in the file see exactly what the run renders.
+    """
+    from recon.train.checkpoint import load_checkpoint
+
+    writers = {"ply": write_ply, "splat": write_splat}
+    if format not in writers:
+        raise ReconError(f"Unknown export format {format!r}; choose one of {', '.join(writers)}.")
+    path = Path(out) if out is not None else Path(run_dir) / EXPORT_DIR / f"splats.{format}"
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} already exists. Pass --force to overwrite it, or choose "
+                                "another --out.")
+    ckpt = load_checkpoint(run_dir, step)
+    splats = {k: v.detach().cpu() for k, v in ckpt["splats"].items()}
+    active = num_bases(int(ckpt["sh_degree"])) - 1
+    splats["shN"] = splats["shN"].clone()
+    splats["shN"][:, active:] = 0.0
+    return writers[format](path, splats, Similarity.from_dict(ckpt["normalization"]))
 
 
 def _to_input_frame(normalization: Similarity | None) -> Similarity:
@@ -235,5 +249,6 @@ def _to_bytes(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
-__all__ = ["SPLAT_ROW", "ply_property_names", "read_ply", "read_splat", "rotate_sh",
-           "transform_splats", "write_ply", "write_splat"]
+__all__ = ["EXPORT_DIR", "SPLAT_ROW", "export_run", "ply_property_names", "quat_multiply",
+           "read_ply", "read_splat", "rotate_sh", "rotation_to_quat", "transform_splats",
+           "write_ply", "write_splat"]

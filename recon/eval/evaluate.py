@@ -1,0 +1,155 @@
+"""`recon eval RUN`: render the test split of a fitted run and score it with PSNR and SSIM.
+
+Writes ``RUN/eval.json`` ({"step", "num_gaussians", "psnr", "ssim", "per_image": [...]}, the
+means being over the test images) and ``RUN/renders/test_XXXX.png`` (render | ground truth side
+by side, XXXX = the image's index in the dataset).
+
+The test images are seen exactly as in training: the dataset is reloaded from the checkpoint's
+``data_path`` and ``data_config`` (so the same resolution and normalised frame), images with
+alpha are composited over the run's background colour, and the splats are rendered with the
+active SH degree and projection options of the checkpoint. A run trained on random backgrounds
+is scored over white, the usual choice for synthetic scenes. Rendered colours are clamped to
+[0, 1] before scoring (as gsplat's evaluation does).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recon.cameras import Similarity
+from recon.errors import OutputExistsError, ReconError
+
+EVAL_FILE = "eval.json"
+RENDERS_DIR = "renders"
+
+
+def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
+                 force: bool = False) -> dict:
+    """Evaluate the checkpoint of ``step`` (the newest when None) on the test split.
+
+    ``backend`` picks the renderer as in ``recon.render.render`` (auto: cuda on a GPU, else cpu).
+    Refuses to replace an existing ``eval.json`` unless ``force``. Returns what it wrote to
+    ``eval.json``.
+    """
+    from recon.eval.metrics import psnr, ssim
+
+    run_dir = Path(run_dir)
+    out_file = run_dir / EVAL_FILE
+    if out_file.exists() and not force:
+        raise OutputExistsError(f"{out_file} already exists. Pass --force to evaluate again.")
+    run = load_run(run_dir, step)
+    dataset, background = run["dataset"], run["background"]
+    test = dataset.indices("test")
+    if not test:
+        raise ReconError(f"The dataset at {run['data_path']} has no test images, so there is "
+                         "nothing to evaluate. Fit with a test split "
+                         "(e.g. --data-options.test-every 8).")
+    device = _device(backend)
+    splats = {k: v.to(device) for k, v in run["splats"].items()}
+    bg = torch.tensor([1.0 if background == "white" else 0.0] * 3, device=device)
+
+    renders = run_dir / RENDERS_DIR
+    renders.mkdir(parents=True, exist_ok=True)
+    for old in renders.glob("test_*.png"):
+        old.unlink()
+    per_image = []
+    for i in test:
+        pred = render_view(splats, dataset.cameras[i], run["sh_degree"], bg, backend,
+                           run["render_options"]).clamp(0.0, 1.0)
+        gt = _ground_truth(dataset.image(i), background, device)
+        png = renders / f"test_{i:04d}.png"
+        _save_side_by_side(png, pred, gt)
+        per_image.append({
+            "index": i, "name": dataset.image_paths[i].name,
+            "psnr": float(psnr(pred, gt)), "ssim": float(ssim(pred, gt)),
+            "render": png.relative_to(run_dir).as_posix(),
+        })
+    result = {
+        "step": run["step"],
+        "num_gaussians": int(run["splats"]["means"].shape[0]),
+        "psnr": float(np.mean([r["psnr"] for r in per_image])),
+        "ssim": float(np.mean([r["ssim"] for r in per_image])),
+        "per_image": per_image,
+    }
+    out_file.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def load_run(run_dir: Path, step: int | None = None) -> dict:
+    """The pieces of a run's checkpoint that evaluation and export need, and its test data.
+
+    Keys: step, splats (CPU tensors), sh_degree (active), normalization (Similarity), data_path,
+    dataset (reloaded, lazily decoded), background ("white"/"black") and render_options.
+    """
+    from recon.data import DataConfig, load_dataset
+    from recon.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(run_dir, step)
+    known = {f.name for f in fields(DataConfig)}
+    data_config = DataConfig(**{k: v for k, v in ckpt["data_config"].items() if k in known})
+    dataset = load_dataset(Path(ckpt["data_path"]), data_config)
+    normalization = Similarity.from_dict(ckpt["normalization"])
+    if not _same_similarity(normalization, dataset.normalization):
+        raise ReconError(f"The dataset at {ckpt['data_path']} no longer matches the run in "
+                         f"{run_dir} (its scene normalisation changed: the cameras were edited). "
+                         "Evaluate against the data the run was fitted on, or fit again.")
+    config = ckpt.get("config", {})
+    return {
+        "step": int(ckpt["step"]),
+        "splats": {k: v.detach().cpu() for k, v in ckpt["splats"].items()},
+        "sh_degree": int(ckpt["sh_degree"]),
+        "normalization": normalization,
+        "data_path": ckpt["data_path"],
+        "dataset": dataset,
+        "background": data_config.background if data_config.background != "random" else "white",
+        "render_options": {k: config[k] for k in ("eps2d", "antialiased") if k in config},
+    }
+
+
+def render_view(splats: dict, camera, sh_degree: int, background: torch.Tensor, backend: str,
+                render_options: dict) -> torch.Tensor:
+    """[3, H, W] colour of the splats seen from ``camera`` over ``background`` (no gradients)."""
+    from recon.render import render
+    from recon.train.splats import sh_coefficients, to_gaussians
+
+    with torch.no_grad():
+        result = render(to_gaussians(splats), camera, sh_coefficients(splats), background,
+                        backend, sh_degree=sh_degree, depth=False, normals=False, **render_options)
+    return result.features
+
+
+def _ground_truth(image: np.ndarray, background: str, device) -> torch.Tensor:
+    from recon.data.dataset import composite_background
+
+    rgb = composite_background(image, background)
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(device)
+
+
+def _save_side_by_side(path: Path, pred: torch.Tensor, gt: torch.Tensor) -> None:
+    """PNG of the render (left) beside the ground truth (right)."""
+    from PIL import Image
+
+    both = torch.cat([pred, gt], dim=2).permute(1, 2, 0).cpu().numpy()
+    Image.fromarray(np.rint(both * 255.0).clip(0, 255).astype(np.uint8)).save(path)
+
+
+def _device(backend: str) -> torch.device:
+    if backend == "cuda" or (backend == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ReconError("backend='cuda' needs a CUDA GPU, and none is available; use "
+                             "--backend cpu or auto.")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _same_similarity(a: Similarity, b: Similarity, tol: float = 1e-6) -> bool:
+    """Equal up to the rounding of a JSON/YAML round trip."""
+    return bool(np.allclose(a.matrix(), b.matrix(), rtol=tol, atol=tol * max(1.0, a.scale)))
+
+
+__all__ = ["EVAL_FILE", "RENDERS_DIR", "evaluate_run", "load_run", "render_view"]

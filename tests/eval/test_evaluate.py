@@ -1,0 +1,139 @@
+"""evaluate_run and write_report on a tiny fake run (a hand-made checkpoint on the sparse scene)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from recon.data import DataConfig, load_dataset
+from recon.errors import OutputExistsError, ReconError
+from recon.eval.evaluate import evaluate_run
+from recon.eval.metrics import ssim
+from recon.eval.report import write_report
+from recon.render import render
+from recon.scenes import render_scene
+from recon.train.checkpoint import load_checkpoint, save_checkpoint
+from recon.train.splats import (
+    create_splats, random_points, sh_coefficients, to_gaussians, viewed_region,
+)
+
+N = 300
+STEP = 1234
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    """2 train + 8 test views of the sparse scene at 32x32 (RGBA, transparent background)."""
+    out = tmp_path_factory.mktemp("data") / "sparse"
+    render_scene("sparse", out, views=2, resolution=32, force=True)
+    return out
+
+
+def make_run(root: Path, data: Path, background: str = "white") -> tuple[Path, dict]:
+    """A run directory holding one checkpoint in the trainer's format, and a metrics.jsonl."""
+    config = DataConfig(background=background)
+    dataset = load_dataset(data, config)
+    g = torch.Generator().manual_seed(0)
+    center, half = viewed_region(dataset.cameras)
+    points, colors = random_points(N, center, half, generator=g)
+    splats = create_splats(points, colors, max_sh_degree=3, init_scale=1.0, init_opacity=0.6,
+                           generator=g)
+    # Non-zero higher bands: the active degree (1) must decide which of them count.
+    splats["shN"].data = 0.2 * torch.randn(splats["shN"].shape, generator=g)
+    run = root / "run"
+    save_checkpoint(run, {
+        "step": STEP, "splats": {k: v.detach() for k, v in splats.items()}, "optimizers": {},
+        "strategy_state": {}, "sh_degree": 1, "max_sh_degree": 3, "rng": {},
+        "config": {"eps2d": 0.3, "antialiased": False, "strategy": "mcmc"},
+        "normalization": dataset.normalization.to_dict(), "data_path": str(data),
+        "data_config": asdict(config)})
+    rows = [{"step": s, "loss": 0.2 / (1 + s / 100), "psnr": 15 + s / 200, "num_gaussians": N,
+             "sec_per_step": 0.05, "elapsed": 0.05 * s} for s in range(50, STEP + 1, 50)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run, {"splats": splats, "dataset": dataset}
+
+
+def reference_render(splats, camera, background: float) -> torch.Tensor:
+    with torch.no_grad():
+        return render(to_gaussians(splats), camera, sh_coefficients(splats),
+                      torch.full((3,), background), sh_degree=1, eps2d=0.3).features.clamp(0, 1)
+
+
+@pytest.mark.parametrize("background", ["white", "black"])
+def test_evaluate_run_scores_the_test_split(tmp_path, scene, background):
+    run, made = make_run(tmp_path, scene, background)
+    result = evaluate_run(run)
+    saved = json.loads((run / "eval.json").read_text())
+    assert saved == result
+    assert set(saved) == {"step", "num_gaussians", "psnr", "ssim", "per_image"}
+    assert saved["step"] == STEP and saved["num_gaussians"] == N
+    dataset = made["dataset"]
+    test = dataset.indices("test")
+    assert [r["index"] for r in saved["per_image"]] == test and len(test) == 8
+    assert saved["psnr"] == pytest.approx(np.mean([r["psnr"] for r in saved["per_image"]]), abs=1e-9)
+    assert saved["ssim"] == pytest.approx(np.mean([r["ssim"] for r in saved["per_image"]]), abs=1e-9)
+
+    bg = 1.0 if background == "white" else 0.0
+    for entry in saved["per_image"]:
+        i = entry["index"]
+        image = dataset.image(i).astype(np.float64) / 255.0
+        gt = image[..., :3] * image[..., 3:] + bg * (1.0 - image[..., 3:])  # straight alpha over bg
+        pred = reference_render(made["splats"], dataset.cameras[i], bg)
+        mse = np.mean((pred.permute(1, 2, 0).numpy().astype(np.float64) - gt) ** 2)
+        # float32 pipeline vs float64 recomputation of the same MSE: 1e-4 dB.
+        assert entry["psnr"] == pytest.approx(-10 * np.log10(mse), abs=1e-4)
+        gt_t = torch.from_numpy(gt).permute(2, 0, 1).float()
+        assert entry["ssim"] == pytest.approx(ssim(pred, gt_t).item(), abs=1e-5)
+        png = np.asarray(Image.open(run / entry["render"]))
+        assert png.shape == (32, 64, 3)  # render | ground truth
+        assert np.abs(png[:, 32:].astype(int) - np.rint(gt * 255)).max() <= 1  # 8-bit rounding
+        assert np.abs(png[:, :32].astype(int) - np.rint(pred.permute(1, 2, 0).numpy() * 255)).max() <= 1
+    # A random 300-splat cloud is a poor model of the scene: low but finite scores.
+    assert 5.0 < saved["psnr"] < 25.0 and 0.0 < saved["ssim"] < 0.9
+
+
+def test_evaluate_run_refuses_to_overwrite(tmp_path, scene):
+    run, _ = make_run(tmp_path, scene)
+    first = evaluate_run(run)
+    with pytest.raises(OutputExistsError, match="--force"):
+        evaluate_run(run)
+    assert evaluate_run(run, force=True) == first  # deterministic
+
+
+def test_write_report_links_existing_images(tmp_path, scene):
+    run, _ = make_run(tmp_path, scene)
+    path = write_report(run)  # no eval.json yet: evaluates first
+    assert path == run / "report.md" and (run / "eval.json").is_file()
+    text = path.read_text()
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert f"| Test PSNR | {evaluation['psnr']:.2f} dB |" in text
+    assert f"| Gaussians | {N} |" in text and f"| Steps | {STEP:,} |" in text
+    assert "| Training time | 1 min 00 s |" in text  # the last logged row: step 1200, 60 s
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    images = [link for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)]
+    assert len(images) == 2 and len(links) == 2 + 8
+    for link in links:
+        assert not Path(link).is_absolute() and (run / link).is_file(), link
+    grid = Image.open(run / images[0])
+    assert grid.size == (64, 4 * 32 + 3 * 2)  # 4 rows of render | GT with 2-pixel gaps
+    plot = Image.open(run / images[1])
+    assert plot.size == (1000, 360)
+    with pytest.raises(OutputExistsError):
+        write_report(run)
+
+
+def test_evaluate_run_rejects_data_that_changed(tmp_path, scene):
+    run, _ = make_run(tmp_path, scene)
+    ckpt = load_checkpoint(run)
+    ckpt["normalization"]["scale"] *= 1.01  # as if the cameras had been edited since fitting
+    save_checkpoint(run, ckpt)
+    with pytest.raises(ReconError, match="no longer matches"):
+        evaluate_run(run)
+    assert not (run / "eval.json").exists()
