@@ -36,7 +36,7 @@ class Strategy:
     """Base of the strategies: shared state setup, sanity check and the pre-backward hook."""
 
     def initialize_state(self, scene_scale: float = 1.0) -> dict:
-        """A fresh state. ``scene_scale`` is the scene's radius; world-size thresholds scale by it."""
+        """A fresh state; ``scene_scale`` (the scene's radius) scales world-size thresholds."""
         return {"scene_scale": float(scene_scale)}
 
     def check_sanity(self, params: torch.nn.ParameterDict,

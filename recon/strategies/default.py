@@ -89,7 +89,8 @@ class DefaultStrategy(Strategy):
         n = len(params["means"])
         if state["grad2d"] is None:
             device = params["means"].device
-            state.update({key: torch.zeros(n, device=device) for key in ("grad2d", "count", "radii")})
+            for key in ("grad2d", "count", "radii"):
+                state[key] = torch.zeros(n, device=device)
         if self.absgrad:
             if info.absgrad is None:
                 raise ReconError("DefaultStrategy(absgrad=True) needs render(..., absgrad=True) "

@@ -47,7 +47,8 @@ def _signed_binomials() -> Tensor:
     return torch.tensor(rows, dtype=torch.float64)
 
 
-def relocation_correction(opacities: Tensor, scales: Tensor, copies: Tensor) -> tuple[Tensor, Tensor]:
+def relocation_correction(opacities: Tensor, scales: Tensor,
+                          copies: Tensor) -> tuple[Tensor, Tensor]:
     """Opacity and scale for each of ``copies`` co-located copies of a Gaussian so that together
     they render like the original (3DGS-MCMC's relocation rule).
 

@@ -1,4 +1,4 @@
-"""Small Gaussian sets with primed Adam optimizers, and a camera to render them, for strategy tests."""
+"""Small Gaussian sets with primed Adam optimizers and a camera to render them (strategy tests)."""
 
 from __future__ import annotations
 

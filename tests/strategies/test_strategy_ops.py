@@ -93,7 +93,8 @@ def test_relocate_and_sample_add_keep_the_rendered_image(splat_set, test_camera)
     live = splat_set(40)
     dead = splat_set(12, seed=1, opacity=(0.001, 0.004))
     splats = torch.nn.ParameterDict({
-        k: torch.nn.Parameter(torch.cat([live[k].detach(), dead[k].detach()])) for k in live.keys()})
+        k: torch.nn.Parameter(torch.cat([live[k].detach(), dead[k].detach()]))
+        for k in live.keys()})
     splats["means"].data[40:, 2] = -10.0  # behind the camera at z = -4
     optimizers = {k: torch.optim.Adam([p]) for k, p in splats.items()}
     cam = test_camera(64)
@@ -176,8 +177,8 @@ def test_split_samples_children_inside_the_parent(splat_set, optimizers_for):
     parent_o = torch.sigmoid(before["opacities"]["param"][source[8:]])
     assert torch.allclose(torch.sigmoid(p["opacities"][8:]), 1 - torch.sqrt(1 - parent_o))
     # Children lie within a few standard deviations of the parent, in the parent's frame.
-    parent = Gaussians(before["means"]["param"][source[8:]], before["quats"]["param"][source[8:]],
-                       before["scales"]["param"][source[8:]], before["opacities"]["param"][source[8:]])
+    parent = Gaussians(*(before[k]["param"][source[8:]]
+                         for k in ("means", "quats", "scales", "opacities")))
     cov = covariances(parent.quats, parent.scales)
     d = (p["means"][8:] - parent.means)[..., None]
     mahalanobis = (d.transpose(-1, -2) @ torch.linalg.solve(cov, d)).squeeze()
