@@ -32,11 +32,14 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
                  force: bool = False) -> dict:
     """Evaluate the checkpoint of ``step`` (the newest when None) on the test split.
 
-    ``backend`` picks the renderer as in ``recon.render.render`` (auto: cuda on a GPU, else cpu).
+    ``backend`` picks the renderer as ``recon fit --backend`` does (auto: recon's kernels on the
+    GPU when there is one, else on the CPU; gsplat: gsplat's CUDA rasterizer).
     Refuses to replace an existing ``eval.json`` unless ``force``. Returns what it wrote to
     ``eval.json``.
     """
     from recon.eval.metrics import psnr, ssim
+    from recon.train.backends import renderer, training_device
+    from recon.train.splats import sh_coefficients
 
     run_dir = Path(run_dir)
     out_file = run_dir / EVAL_FILE
@@ -49,8 +52,10 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
         raise ReconError(f"The dataset at {run['data_path']} has no test images, so there is "
                          "nothing to evaluate. Fit with a test split "
                          "(e.g. --data-options.test-every 8).")
-    device = _device(backend)
+    device = training_device(backend)
+    draw = renderer(backend, **run["render_options"])
     splats = {k: v.to(device) for k, v in run["splats"].items()}
+    colors = sh_coefficients(splats)
     bg = torch.tensor([1.0 if background == "white" else 0.0] * 3, device=device)
 
     renders = run_dir / RENDERS_DIR
@@ -59,8 +64,9 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
         old.unlink()
     per_image = []
     for i in test:
-        pred = render_view(splats, dataset.cameras[i], run["sh_degree"], bg, backend,
-                           run["render_options"]).clamp(0.0, 1.0)
+        with torch.no_grad():
+            pred = draw(splats, dataset.cameras[i], colors, run["sh_degree"], bg,
+                        absgrad=False).features.clamp(0.0, 1.0)
         gt = _ground_truth(dataset.image(i), background, device)
         png = renders / f"test_{i:04d}.png"
         _save_side_by_side(png, pred, gt)
@@ -81,10 +87,10 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
 
 
 def load_run(run_dir: Path, step: int | None = None) -> dict:
-    """The pieces of a run's checkpoint that evaluation and export need, and its test data.
+    """What evaluating a run's checkpoint needs: its splats and render settings, and its data.
 
-    Keys: step, splats (CPU tensors), sh_degree (active), normalization (Similarity), data_path,
-    dataset (reloaded, lazily decoded), background ("white"/"black") and render_options.
+    Keys: step, splats (CPU tensors), sh_degree (active), data_path, dataset (reloaded, lazily
+    decoded), background ("white"/"black") and render_options (renderer keyword arguments).
     """
     from recon.data import DataConfig, load_dataset
     from recon.train.checkpoint import load_checkpoint
@@ -98,35 +104,24 @@ def load_run(run_dir: Path, step: int | None = None) -> dict:
         raise ReconError(f"The dataset at {ckpt['data_path']} no longer matches the run in "
                          f"{run_dir} (its scene normalisation changed: the cameras were edited). "
                          "Evaluate against the data the run was fitted on, or fit again.")
-    config = ckpt.get("config", {})
+    config = ckpt["config"]
     return {
         "step": int(ckpt["step"]),
         "splats": {k: v.detach().cpu() for k, v in ckpt["splats"].items()},
         "sh_degree": int(ckpt["sh_degree"]),
-        "normalization": normalization,
         "data_path": ckpt["data_path"],
         "dataset": dataset,
         "background": data_config.background if data_config.background != "random" else "white",
-        "render_options": {k: config[k] for k in ("eps2d", "antialiased") if k in config},
+        "render_options": {"eps2d": config["eps2d"], "antialiased": config["antialiased"]},
     }
-
-
-def render_view(splats: dict, camera, sh_degree: int, background: torch.Tensor, backend: str,
-                render_options: dict) -> torch.Tensor:
-    """[3, H, W] colour of the splats seen from ``camera`` over ``background`` (no gradients)."""
-    from recon.render import render
-    from recon.train.splats import sh_coefficients, to_gaussians
-
-    with torch.no_grad():
-        result = render(to_gaussians(splats), camera, sh_coefficients(splats), background,
-                        backend, sh_degree=sh_degree, depth=False, normals=False, **render_options)
-    return result.features
 
 
 def _ground_truth(image: np.ndarray, background: str, device) -> torch.Tensor:
     from recon.data.dataset import composite_background
 
     rgb = composite_background(image, background)
+    if rgb.shape[-1] == 1:  # a greyscale photo: the splats are always RGB
+        rgb = np.repeat(rgb, 3, axis=-1)
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(device)
 
 
@@ -138,18 +133,9 @@ def _save_side_by_side(path: Path, pred: torch.Tensor, gt: torch.Tensor) -> None
     Image.fromarray(np.rint(both * 255.0).clip(0, 255).astype(np.uint8)).save(path)
 
 
-def _device(backend: str) -> torch.device:
-    if backend == "cuda" or (backend == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ReconError("backend='cuda' needs a CUDA GPU, and none is available; use "
-                             "--backend cpu or auto.")
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 def _same_similarity(a: Similarity, b: Similarity, tol: float = 1e-6) -> bool:
     """Equal up to the rounding of a JSON/YAML round trip."""
     return bool(np.allclose(a.matrix(), b.matrix(), rtol=tol, atol=tol * max(1.0, a.scale)))
 
 
-__all__ = ["EVAL_FILE", "RENDERS_DIR", "evaluate_run", "load_run", "render_view"]
+__all__ = ["EVAL_FILE", "RENDERS_DIR", "evaluate_run", "load_run"]
