@@ -1,0 +1,103 @@
+"""One training render per step, by recon's renderer or by gsplat's CUDA rasterizer.
+
+Both return a ``recon.render.RenderResult`` (one camera: features [3, H, W]; per-Gaussian
+statistics [1, N, ...]), so strategies read the same fields whichever backend drew the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from recon.cameras import Camera, cameras_to_tensors
+from recon.errors import ReconError
+from recon.render import RenderResult, render
+from recon.train.splats import to_gaussians
+
+
+class BackendError(ReconError):
+    """The requested backend cannot run on this machine."""
+
+
+RenderFn = Callable[..., RenderResult]
+"""(splats, camera, colors, sh_degree, background, absgrad) -> RenderResult; ``colors`` are the
+SH coefficients [N, K, 3] of the active bands."""
+
+
+def training_device(backend: str) -> torch.device:
+    """The device a backend trains on; a clear error when it is missing."""
+    cuda = torch.cuda.is_available()
+    if backend in ("auto", "torch"):
+        return torch.device("cuda" if cuda else "cpu")
+    if backend == "cpu":
+        return torch.device("cpu")
+    if not cuda:
+        raise BackendError(f"--backend {backend} needs a CUDA GPU, and torch sees none on this "
+                           "machine. Use --backend auto (or cpu) to train on the CPU.")
+    if backend == "gsplat":
+        try:
+            import gsplat  # noqa: F401
+        except ImportError as exc:
+            raise BackendError("--backend gsplat needs the gsplat package (pip install "
+                               "gsplat==1.5.3); or use --backend auto.") from exc
+    return torch.device("cuda")
+
+
+def renderer(backend: str, *, eps2d: float, antialiased: bool) -> RenderFn:
+    """The per-step render function of ``backend`` (after :func:`training_device` accepted it)."""
+    if backend == "gsplat":
+        return _gsplat_renderer(eps2d, antialiased)
+    recon_backend = "auto" if backend == "auto" else backend
+
+    def draw(splats, camera: Camera, colors: Tensor, sh_degree: int, background: Tensor,
+             absgrad: bool) -> RenderResult:
+        return render(to_gaussians(splats), camera, colors, background=background,
+                      backend=recon_backend, sh_degree=sh_degree, depth=False, normals=False,
+                      absgrad=absgrad, eps2d=eps2d, antialiased=antialiased)
+
+    return draw
+
+
+def _gsplat_renderer(eps2d: float, antialiased: bool) -> RenderFn:
+    from gsplat import rasterization
+
+    def draw(splats, camera: Camera, colors: Tensor, sh_degree: int, background: Tensor,
+             absgrad: bool) -> RenderResult:
+        device = splats["means"].device
+        viewmats, Ks = cameras_to_tensors([camera], device)
+        image, alpha, meta = rasterization(
+            splats["means"], splats["quats"], torch.exp(splats["scales"]),
+            torch.sigmoid(splats["opacities"]), colors, viewmats, Ks, camera.width,
+            camera.height, eps2d=eps2d, sh_degree=sh_degree, packed=False,
+            backgrounds=background[None], absgrad=absgrad,
+            rasterize_mode="antialiased" if antialiased else "classic")
+        means2d = meta["means2d"]                                 # [1, N, 2]
+        if means2d.requires_grad:
+            means2d.retain_grad()
+        radii = meta["radii"]
+        radii = radii.amax(-1) if radii.dim() == 3 else radii      # [1, N] (1.5.x gives [.., 2])
+        visible = radii > 0
+        n = means2d.shape[1]
+        result = RenderResult(
+            features=image[0].permute(2, 0, 1), alpha=alpha[0, ..., 0],
+            depth=torch.zeros_like(alpha[0, ..., 0]), median_depth=torch.zeros_like(alpha[0, ..., 0]),
+            normals=None, means2d=means2d, radii=radii.to(torch.int32), visible=visible,
+            visibility_count=visible.sum(0).to(torch.int32),
+            max_weight=torch.zeros(1, n, device=device),
+            absgrad=torch.zeros(1, n, 5, device=device) if absgrad else None)
+        return result
+
+    return draw
+
+
+def finish_backward(result: RenderResult) -> None:
+    """Copy gsplat's means2d absgrad (an attribute set by its backward) into ``result.absgrad``,
+    where strategies read it for recon's backends."""
+    grad = getattr(result.means2d, "absgrad", None)
+    if result.absgrad is not None and grad is not None:
+        result.absgrad[..., :2] = grad
+
+
+__all__ = ["BackendError", "RenderFn", "finish_backward", "renderer", "training_device"]

@@ -1,0 +1,238 @@
+"""Typed configuration of `recon fit` (torch-free, so the CLI parses it without loading torch).
+
+Nested frozen dataclasses; each field's docstring is its ``--help`` text. :data:`PRESETS` holds
+one complete :class:`FitConfig` per ``--preset`` (with ``data`` left for the command line), e.g.
+``tyro.cli(FitConfig, default=PRESETS["fast"])``. Defaults follow gsplat's ``simple_trainer``
+(learning rates, loss weights) unless a comment says why not; the strategy settings are the
+strategy dataclasses themselves (``recon.strategies``, also torch-free).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tyro
+
+from recon.errors import ReconError
+from recon.strategies import DefaultStrategy, MCMCStrategy
+
+Backend = Literal["auto", "cpu", "cuda", "torch", "gsplat"]
+StrategyName = Literal["default", "mcmc"]
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How the dataset is read."""
+
+    downscale: int = 1
+    """Integer downscale factor; an existing images_N folder is used when there is one."""
+    max_size: int | None = None
+    """Downscale further so the longer image side is at most this many pixels."""
+    background: Literal["white", "black", "random"] = "white"
+    """Background behind images with alpha: fixed white/black, or a random colour per step
+    (the render and the ground truth share it, so transparent regions learn zero opacity)."""
+    test_every: int = 8
+    """Every N-th image is held out for testing unless the dataset declares a split."""
+
+    def to_data_config(self):
+        """The loaders' DataConfig (a "random" background is the trainer's business)."""
+        from recon.data import DataConfig
+
+        return DataConfig(downscale=self.downscale, max_size=self.max_size,
+                          background=self.background, test_every=self.test_every)
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    """Where the Gaussians start."""
+
+    source: Literal["auto", "sfm", "random"] = "auto"
+    """auto: the dataset's sparse points when it has any, else random; sfm: require points."""
+    num_random: int = 20_000
+    """Number of random Gaussians (gsplat uses 100k on GPUs; 20k keeps CPU steps fast and the
+    strategy grows what the scene needs)."""
+    random_extent: float = 1.0
+    """Half-width of the random cube, in units of the field of view's half-width at the point
+    the cameras look at (1: the cube just fills the images)."""
+    scale: float | None = None
+    """Initial scale = mean 3-NN distance × this (None: 1.0 for default, 0.1 for mcmc)."""
+    opacity: float | None = None
+    """Initial opacity (None: 0.1 for default, 0.5 for mcmc, as gsplat)."""
+
+
+@dataclass(frozen=True)
+class OptimOptions:
+    """Adam learning rates, one optimizer per parameter (gsplat's values)."""
+
+    means_lr: float = 1.6e-4
+    """Position learning rate, multiplied by the scene scale."""
+    means_lr_final: float = 0.01
+    """The position learning rate decays exponentially to this fraction of itself at the last step."""
+    scales_lr: float = 5e-3
+    """Log-scale learning rate."""
+    opacities_lr: float = 5e-2
+    """Opacity-logit learning rate."""
+    quats_lr: float = 1e-3
+    """Rotation learning rate."""
+    sh0_lr: float = 2.5e-3
+    """DC colour learning rate."""
+    shN_lr: float = 2.5e-3 / 20
+    """Higher SH bands learning rate."""
+    eps: float = 1e-15
+    """Adam epsilon (tiny, as 3DGS: gradients of far-away splats are tiny too)."""
+    scene_scale_factor: float = 1.1
+    """Scene scale = this × the largest camera distance from the cameras' centroid."""
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Fit Gaussian splats to posed images (or to a folder of photos, posed by SfM first)."""
+
+    data: tyro.conf.Positional[Path]
+    """A dataset any recon loader reads, or a folder of photos (SfM runs once, into RUN/sfm)."""
+    out: Path = Path("runs/fit")
+    """Run directory (config.yaml, checkpoints/, metrics.jsonl, ...)."""
+    model: Literal["gaussians"] = "gaussians"
+    """Scene representation."""
+    steps: int = 7000
+    """Number of optimisation steps (one random training image each)."""
+    seed: int = 0
+    """Random seed: the same seed and device give the same result."""
+    backend: Backend = "auto"
+    """Renderer: auto (cuda on a GPU, else cpu), cpu / cuda (recon's kernels), torch (dense
+    reference, tiny images only), gsplat (gsplat's CUDA rasterizer; needs a CUDA GPU)."""
+    strategy: StrategyName = "default"
+    """Densification policy: default (3DGS clone/split/prune) or mcmc (relocation, capped)."""
+    default_strategy: DefaultStrategy = field(default_factory=DefaultStrategy)
+    """Settings of --strategy default."""
+    mcmc: MCMCStrategy = field(default_factory=MCMCStrategy)
+    """Settings of --strategy mcmc."""
+    data_options: DataOptions = field(default_factory=DataOptions)
+    init: InitOptions = field(default_factory=InitOptions)
+    optim: OptimOptions = field(default_factory=OptimOptions)
+    max_sh_degree: int = 3
+    """Highest spherical-harmonic degree of the colours."""
+    sh_degree_interval: int = 1000
+    """Raise the active SH degree by one every this many steps."""
+    ssim_lambda: float = 0.2
+    """Loss = (1 - λ) L1 + λ (1 - SSIM)."""
+    eps2d: float = 0.3
+    """Screen-space dilation of every footprint (pixels²)."""
+    antialiased: bool = False
+    """Mip-Splatting opacity compensation for the dilation."""
+    log_every: int = 50
+    """Append to metrics.jsonl every this many steps."""
+    checkpoint_every: int = 1000
+    """Save a checkpoint every this many steps (also on Ctrl-C/SIGTERM and at the end)."""
+    keep_checkpoints: int = 2
+    """Keep only the newest this many checkpoints (0: keep all)."""
+    resume: bool = False
+    """Continue the run in --out from its newest checkpoint, with its saved config."""
+    force: bool = False
+    """Replace an existing run directory."""
+    quiet: bool = False
+    """No progress bar."""
+
+    def build_strategy(self) -> DefaultStrategy | MCMCStrategy:
+        """A fresh strategy object with the selected strategy's settings."""
+        chosen = self.mcmc if self.strategy == "mcmc" else self.default_strategy
+        return dataclasses.replace(chosen)
+
+    def init_scale(self) -> float:
+        if self.init.scale is not None:
+            return self.init.scale
+        return 0.1 if self.strategy == "mcmc" else 1.0
+
+    def init_opacity(self) -> float:
+        if self.init.opacity is not None:
+            return self.init.opacity
+        return 0.5 if self.strategy == "mcmc" else 0.1
+
+    def validate(self) -> None:
+        """Reject settings that cannot work, with what to change."""
+        checks = [
+            (self.steps >= 1, f"--steps must be at least 1, got {self.steps}."),
+            (self.log_every >= 1, f"--log-every must be at least 1, got {self.log_every}."),
+            (self.checkpoint_every >= 1,
+             f"--checkpoint-every must be at least 1, got {self.checkpoint_every}."),
+            (0 <= self.max_sh_degree <= 3,
+             f"--max-sh-degree must be 0..3, got {self.max_sh_degree}."),
+            (self.sh_degree_interval >= 1,
+             f"--sh-degree-interval must be at least 1, got {self.sh_degree_interval}."),
+            (0.0 <= self.ssim_lambda <= 1.0,
+             f"--ssim-lambda must be in [0, 1], got {self.ssim_lambda}."),
+            (0.0 < self.init_opacity() < 1.0,
+             f"--init.opacity must be in (0, 1), got {self.init_opacity()}."),
+            (self.init_scale() > 0.0, f"--init.scale must be positive, got {self.init_scale()}."),
+            (self.init.num_random >= 1,
+             f"--init.num-random must be at least 1, got {self.init.num_random}."),
+            (self.data_options.downscale >= 1,
+             f"--data-options.downscale must be at least 1, got {self.data_options.downscale}."),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ReconError(message)
+
+
+def _preset(**changes: Any) -> FitConfig:
+    return dataclasses.replace(FitConfig(data=tyro.MISSING), **changes)
+
+
+PRESETS: dict[str, FitConfig] = {
+    # Minutes on a laptop CPU: the demo and quick looks. MCMC with a small cap keeps each step
+    # cheap and the count bounded; SH degree 1 is enough view dependence for a short run.
+    "fast": _preset(steps=2000, strategy="mcmc",
+                    mcmc=MCMCStrategy(cap_max=30_000, refine_stop_iter=1500),
+                    max_sh_degree=1, sh_degree_interval=500,
+                    init=InitOptions(num_random=10_000), checkpoint_every=500),
+    "default": _preset(),
+    # gsplat's full schedule (30k steps, 100k random points); best on a GPU.
+    "quality": _preset(steps=30_000, init=InitOptions(num_random=100_000),
+                       checkpoint_every=7000),
+}
+"""Named starting points for ``--preset``; ``data`` is tyro.MISSING (given on the command line)."""
+
+
+def to_dict(config: FitConfig) -> dict:
+    """Plain data (str paths) for config.yaml and checkpoints."""
+
+    def plain(value):
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def from_dict(data: dict) -> FitConfig:
+    """Inverse of :func:`to_dict`; unknown keys are an error (a config from another version)."""
+    return _build(FitConfig, data)
+
+
+def _build(cls, data: dict):
+    import typing
+
+    hints = typing.get_type_hints(cls, include_extras=True)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ReconError(f"Unknown {cls.__name__} setting(s) {', '.join(unknown)} in the saved "
+                         "config; it was written by another recon version. Start a new run.")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            value = _build(hint, value)
+        elif name in ("data", "out"):
+            value = Path(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+__all__ = ["Backend", "DataOptions", "FitConfig", "InitOptions", "OptimOptions", "PRESETS",
+           "StrategyName", "from_dict", "to_dict"]

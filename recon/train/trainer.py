@@ -1,0 +1,460 @@
+"""`recon fit`: optimise Gaussian splats against posed images, in a resumable run directory.
+
+Per step: one training image (epochs in a seeded random order), render with the active SH
+degree, loss (1 - λ)·L1 + λ·(1 - SSIM) (+ the MCMC opacity/scale terms), the strategy's hooks
+around backward, one Adam step per parameter. Everything random comes from seeded generators
+whose states go into every checkpoint, and every schedule is a function of the step, so a
+resumed run repeats an uninterrupted one bit for bit on the CPU.
+
+Run directory: ``config.yaml`` (the resolved config), ``checkpoints/step_XXXXXX.pt``,
+``metrics.jsonl``, and ``sfm/`` when the input was a plain folder of photos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from recon.data import DataConfig, Dataset, detect_format, load_dataset
+from recon.data.dataset import list_images
+from recon.errors import DatasetError, ReconError, prepare_output_dir
+from recon.render.sh import num_bases
+from recon.train import checkpoint as ckpt
+from recon.train.backends import finish_backward, renderer, training_device
+from recon.train.config import FitConfig, from_dict, to_dict
+from recon.train.losses import photometric_loss
+from recon.train.schedules import active_sh_degree, exponential_decay
+from recon.train.splats import (create_optimizers, create_splats, random_points, sh_coefficients,
+                                viewed_region)
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+SFM_DIR = "sfm"
+
+
+class NonFiniteError(ReconError):
+    """The loss, a gradient or a parameter became NaN or infinite."""
+
+
+class TrainingInterrupted(ReconError):
+    """Ctrl-C or SIGTERM stopped training; a checkpoint was saved first."""
+
+
+def fit(config: FitConfig) -> Path:
+    """Fit (or with ``config.resume`` continue fitting) and return the run directory."""
+    trainer = Trainer.open(config)
+    trainer.train()
+    return trainer.run_dir
+
+
+class Trainer:
+    """The state of one fitting run and the loop that advances it.
+
+    Use :meth:`open` (new or resumed run), then :meth:`train`. ``train(until=k)`` stops after
+    step k, which lets benchmarks evaluate between chunks without touching the training state.
+    """
+
+    def __init__(self, config: FitConfig, run_dir: Path, dataset: Dataset, data_path: Path,
+                 state: dict | None = None):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.dataset = dataset
+        self.data_path = Path(data_path)
+        self.device = training_device(config.backend)
+        self.draw = renderer(config.backend, eps2d=config.eps2d, antialiased=config.antialiased)
+        self.strategy = config.build_strategy()
+        self.scene_scale = config.optim.scene_scale_factor * dataset.scene_radius()
+        self.generator = torch.Generator()
+        self._load_images()
+
+        if state is None:
+            _seed_everything(config.seed)
+            self.generator.manual_seed(config.seed)
+            self.step = 0
+            self.elapsed = 0.0
+            self.splats = self._initial_splats()
+            self.optimizers = create_optimizers(self.splats, self._learning_rates(0),
+                                                eps=config.optim.eps)
+            self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+        else:
+            self._restore(state)
+        self.strategy.check_sanity(self.splats, self.optimizers)
+        self.last_checkpoint: Path | None = None
+        found = ckpt.list_checkpoints(self.run_dir)
+        if found:
+            self.last_checkpoint = found[-1][1]
+
+    # -- opening a run ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, config: FitConfig) -> Trainer:
+        """A new run in ``config.out`` (refusing a non-empty one without ``force``), or with
+        ``config.resume`` the run there, restored from its newest checkpoint."""
+        config.validate()
+        run_dir = Path(config.out)
+        if config.resume:
+            state = ckpt.load_checkpoint(run_dir)
+            saved = from_dict(state["config"])
+            config = dataclasses.replace(saved, resume=True, force=False, quiet=config.quiet)
+            data_path = Path(state["data_path"])
+            dataset = load_dataset(data_path, DataConfig(**state["data_config"]))
+            _truncate_metrics(run_dir / METRICS_FILE, state["step"])
+            return cls(config, run_dir, dataset, data_path, state)
+
+        is_photo_folder = _is_photo_folder(Path(config.data))
+        run_dir = prepare_output_dir(run_dir, config.force)
+        data_path = Path(config.data).resolve()
+        if is_photo_folder:
+            from recon.data.sfm import SfMConfig, process_images
+
+            data_path = process_images(Path(config.data), run_dir / SFM_DIR,
+                                       SfMConfig(seed=config.seed), force=True,
+                                       quiet=config.quiet).resolve()
+        config = _resolved(config)
+        _write_yaml(run_dir / CONFIG_FILE, to_dict(config))
+        dataset = load_dataset(data_path, config.data_options.to_data_config())
+        return cls(config, run_dir, dataset, data_path)
+
+    def _initial_splats(self) -> torch.nn.ParameterDict:
+        cfg, ds = self.config, self.dataset
+        has_points = ds.points is not None and len(ds.points) > 0
+        if cfg.init.source == "sfm" and not has_points:
+            raise DatasetError(f"--init.source sfm, but the dataset at {self.data_path} has no "
+                               "sparse points. Use --init.source random (or auto).")
+        if has_points and cfg.init.source != "random":
+            points = ds.points
+            colors = (ds.point_colors / 255.0 if ds.point_colors is not None
+                      else np.full((len(points), 3), 0.5))
+        else:
+            center, half = viewed_region([ds.cameras[i] for i in self.train_indices])
+            points, colors = random_points(cfg.init.num_random, center,
+                                           half * cfg.init.random_extent, self.generator)
+        return create_splats(points, colors, max_sh_degree=cfg.max_sh_degree,
+                             init_scale=cfg.init_scale(), init_opacity=cfg.init_opacity(),
+                             generator=self.generator, device=self.device)
+
+    def _load_images(self) -> None:
+        """Training images as one uint8 [N, C, H, W] tensor on the device (C = 3, or 4 with
+        alpha); each step converts only its own image to float."""
+        self.train_indices = self.dataset.indices("train")
+        if not self.train_indices:
+            raise DatasetError(f"The dataset at {self.data_path} has no training images "
+                               "(every image is in the test split). Raise --data-options.test-every.")
+        images = [self.dataset.image(i) for i in self.train_indices]
+        sizes = {im.shape[:2] for im in images}
+        if len(sizes) > 1:
+            raise DatasetError(f"The training images of {self.data_path} have different sizes "
+                               f"({', '.join(f'{w}x{h}' for h, w in sorted(sizes))}); fitting needs "
+                               "one size. Resize them, or pose them as one camera.")
+        channels = 4 if any(im.shape[-1] in (2, 4) for im in images) else 3
+        stacked = np.stack([_to_channels(im, channels) for im in images])
+        self.images = torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous().to(self.device)
+        self.cameras = [self.dataset.cameras[i] for i in self.train_indices]
+        background = self.config.data_options.background
+        self.fixed_background = (None if background == "random" else
+                                 torch.full((3,), 1.0 if background == "white" else 0.0,
+                                            device=self.device))
+
+    # -- one step -----------------------------------------------------------------------------
+
+    def _learning_rates(self, step: int) -> dict[str, float]:
+        o = self.config.optim
+        return {"means": self.means_lr(step), "quats": o.quats_lr, "scales": o.scales_lr,
+                "opacities": o.opacities_lr, "sh0": o.sh0_lr, "shN": o.shN_lr}
+
+    def means_lr(self, step: int) -> float:
+        o = self.config.optim
+        return exponential_decay(o.means_lr * self.scene_scale, o.means_lr_final, step,
+                                 self.config.steps)
+
+    @property
+    def sh_degree(self) -> int:
+        """The SH degree of the current step."""
+        return active_sh_degree(self.step, self.config.sh_degree_interval,
+                                self.config.max_sh_degree)
+
+    def colors(self, sh_degree: int) -> Tensor:
+        """The SH coefficients of the active bands (the unused bands cost nothing)."""
+        if sh_degree == 0:
+            return self.splats["sh0"]
+        return torch.cat([self.splats["sh0"], self.splats["shN"][:, :num_bases(sh_degree) - 1]], 1)
+
+    def _image_index(self, step: int) -> int:
+        """Epochs over the training images, each in a random order that is a function of
+        (seed, epoch), so resuming needs no extra state."""
+        n = len(self.train_indices)
+        epoch, position = divmod(step, n)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(
+            self.config.seed * 1_000_003 + epoch))
+        return int(order[position])
+
+    def _target(self, index: int, background: Tensor) -> Tensor:
+        image = self.images[index].to(torch.float32) / 255.0
+        if image.shape[0] == 3:
+            return image
+        alpha = image[3:]
+        return image[:3] * alpha + background[:, None, None] * (1.0 - alpha)
+
+    def train_step(self) -> dict:
+        """One optimisation step; returns the step's loss, render and target (detached)."""
+        cfg, step = self.config, self.step
+        index = self._image_index(step)
+        background = (self.fixed_background if self.fixed_background is not None
+                      else torch.rand(3, generator=self.generator).to(self.device))
+        target = self._target(index, background)
+        sh_degree = self.sh_degree
+        means_lr = self.means_lr(step)
+        for group in self.optimizers["means"].param_groups:
+            group["lr"] = means_lr
+
+        result = self.draw(self.splats, self.cameras[index], self.colors(sh_degree), sh_degree,
+                           background, getattr(self.strategy, "absgrad", False))
+        image = result.features
+        loss = photometric_loss(image, target, cfg.ssim_lambda)
+        if hasattr(self.strategy, "regularization"):  # MCMC's opacity and scale L1
+            loss = loss + self.strategy.regularization(self.splats)
+        if not torch.isfinite(loss):
+            raise self._non_finite(f"the loss is {loss.item()}")
+
+        self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state, step,
+                                        result)
+        loss.backward()
+        finish_backward(result)
+        grads = [p.grad for p in self.splats.values() if p.grad is not None]
+        if not bool(torch.stack([g.isfinite().all() for g in grads]).all()):
+            bad = [k for k, p in self.splats.items()
+                   if p.grad is not None and not p.grad.isfinite().all()]
+            raise self._non_finite(f"the gradient of {', '.join(bad)} is not finite")
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        self.strategy.step_post_backward(self.splats, self.optimizers, self.strategy_state, step,
+                                         result, lr=means_lr)
+        self.step += 1
+        return {"loss": loss.detach(), "image": image.detach(), "target": target}
+
+    def _non_finite(self, what: str) -> NonFiniteError:
+        where = (f"The last good checkpoint is {self.last_checkpoint}; continue from it with "
+                 "--resume" if self.last_checkpoint is not None else
+                 "No checkpoint was saved yet; start again")
+        return NonFiniteError(
+            f"Step {self.step + 1}: {what}, so training stopped without updating the Gaussians. "
+            f"{where}, and lower the learning rates (e.g. --optim.means-lr, "
+            "--optim.opacities-lr) if it happens again.")
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def train(self, until: int | None = None) -> None:
+        """Run steps up to ``until`` (default: the config's last step), logging, checkpointing
+        every ``checkpoint_every`` steps and at the end, and stopping cleanly on Ctrl-C/SIGTERM."""
+        cfg = self.config
+        last = cfg.steps if until is None else min(until, cfg.steps)
+        if self.step >= last:
+            return
+        window_start, window_steps = self.elapsed, 0
+        with _StopRequest() as stop, _Progress(cfg.quiet, self.step, cfg.steps) as progress, \
+                open(self.run_dir / METRICS_FILE, "a") as metrics:
+            while self.step < last:
+                start = time.perf_counter()
+                out = self.train_step()
+                self.elapsed += time.perf_counter() - start
+                window_steps += 1
+                progress.advance()
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    record = self._metrics(out, (self.elapsed - window_start) / window_steps)
+                    metrics.write(json.dumps(record) + "\n")
+                    metrics.flush()
+                    progress.show(record)
+                    window_start, window_steps = self.elapsed, 0
+                if stop.signal_name is not None:
+                    path = self.save_checkpoint()
+                    raise TrainingInterrupted(
+                        f"Training stopped by {stop.signal_name} after step {self.step} of "
+                        f"{cfg.steps}; checkpoint saved to {path}. Continue with "
+                        f"`recon fit {cfg.data} --out {self.run_dir} --resume`.")
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save_checkpoint()
+
+    def _metrics(self, out: dict, sec_per_step: float) -> dict:
+        mse = (out["image"] - out["target"]).square().mean()
+        return {"step": self.step, "loss": float(out["loss"]),
+                "psnr": float(-10.0 * torch.log10(mse)), "num_gaussians": len(self.splats["means"]),
+                "sec_per_step": sec_per_step, "elapsed": self.elapsed}
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        """Write the full state (refusing non-finite parameters, so a good checkpoint is never
+        replaced by a broken one)."""
+        bad = [k for k, p in self.splats.items() if not p.isfinite().all()]
+        if bad:
+            raise self._non_finite(f"the parameters {', '.join(bad)} are not finite")
+        payload = {
+            "step": self.step,
+            "splats": {k: p.detach() for k, p in self.splats.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "strategy_state": self.strategy_state,
+            "sh_degree": self.sh_degree,
+            "max_sh_degree": self.config.max_sh_degree,
+            "rng": ckpt.rng_state(self.generator),
+            "config": to_dict(self.config),
+            "normalization": self.dataset.normalization.to_dict(),
+            "data_path": str(self.data_path),
+            "data_config": dataclasses.asdict(self.dataset.config),
+            "elapsed": self.elapsed,
+        }
+        self.last_checkpoint = ckpt.save_checkpoint(self.run_dir, payload,
+                                                    keep=self.config.keep_checkpoints)
+        return self.last_checkpoint
+
+    def _restore(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.elapsed = float(state.get("elapsed", 0.0))
+        self.splats = torch.nn.ParameterDict(
+            {k: torch.nn.Parameter(v.to(self.device)) for k, v in state["splats"].items()})
+        self.optimizers = create_optimizers(self.splats, self._learning_rates(self.step),
+                                            eps=self.config.optim.eps)
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.strategy_state = _to_device(state["strategy_state"], self.device)
+        ckpt.restore_rng_state(state["rng"], self.generator)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _is_photo_folder(path: Path) -> bool:
+    """False for a dataset any loader reads; True for a plain folder of images; else the
+    loaders' error (which names the formats and `recon process`)."""
+    try:
+        detect_format(path)
+        return False
+    except DatasetError:
+        if not path.is_dir():
+            raise
+        try:
+            list_images(path)
+        except DatasetError:
+            pass
+        else:
+            return True
+        raise
+
+
+def _resolved(config: FitConfig) -> FitConfig:
+    """The config as it will run: absolute data path, strategy-dependent init values filled in."""
+    init = dataclasses.replace(config.init, scale=config.init_scale(),
+                               opacity=config.init_opacity())
+    return dataclasses.replace(config, data=Path(config.data).resolve(), init=init)
+
+
+def _write_yaml(path: Path, data: dict) -> None:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop log lines past the checkpoint being resumed (written before a hard kill), so the
+    resumed run's lines continue the file without duplicate steps."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
+    path.write_text("".join(ln + "\n" for ln in kept))
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 [H, W, 1|2|3|4] -> [H, W, channels] (grey to RGB; opaque alpha added if missing)."""
+    if image.shape[-1] in (1, 2):
+        image = np.concatenate([np.repeat(image[..., :1], 3, -1), image[..., 1:]], -1)
+    if channels == 4 and image.shape[-1] == 3:
+        image = np.concatenate([image, np.full_like(image[..., :1], 255)], -1)
+    return np.ascontiguousarray(image)
+
+
+def _to_device(value, device: torch.device):
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
+    return value
+
+
+class _StopRequest:
+    """Turns the first Ctrl-C or SIGTERM into a flag the loop checks after each step (a second
+    Ctrl-C stops at once). Signal handlers exist only in the main thread; elsewhere this is inert."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class _Progress:
+    """A rich progress bar over the steps (nothing when quiet)."""
+
+    def __init__(self, quiet: bool, done: int, total: int) -> None:
+        self._bar = None
+        if quiet:
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self._bar = Progress(TextColumn("fit"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), TimeRemainingColumn(),
+                             TextColumn("{task.fields[status]}"))
+        self._task = self._bar.add_task("fit", total=total, completed=done, status="")
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def show(self, record: dict) -> None:
+        if self._bar is not None:
+            status = (f"loss {record['loss']:.4f}  psnr {record['psnr']:.2f}  "
+                      f"{record['num_gaussians']} Gaussians  {record['sec_per_step']:.3f} s/step")
+            self._bar.update(self._task, status=status)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+__all__ = ["NonFiniteError", "Trainer", "TrainingInterrupted", "fit"]
