@@ -17,6 +17,9 @@ from recon.errors import OutputExistsError, ReconError
 REPORT_FILE = "report.md"
 REPORT_DIR = "report"
 GRID_ROWS = 4
+GRID_MIN_WIDTH = 512
+"""Small renders are enlarged (nearest neighbour, integer factor) to at least this width, so
+the pixels of a low-resolution run stay visible in the report."""
 
 
 def write_report(run_dir: Path, force: bool = False) -> Path:
@@ -39,7 +42,11 @@ def write_report(run_dir: Path, force: bool = False) -> Path:
     grid = render_grid(run_dir, evaluation, images / "renders.png")
     curves = plot_curves(metrics, evaluation, images / "training.png") if metrics else None
 
-    rows = [("Steps", f"{evaluation['step']:,}"),
+    config = _read_config(run_dir)
+    rows = [(name, str(config[key])) for name, key in
+            (("Data", "data"), ("Strategy", "strategy"), ("SH degree", "max_sh_degree"))
+            if key in config]
+    rows += [("Steps", f"{evaluation['step']:,}"),
             ("Gaussians", f"{evaluation['num_gaussians']:,}"),
             ("Test PSNR", f"{evaluation['psnr']:.2f} dB"),
             ("Test SSIM", f"{evaluation['ssim']:.4f}"),
@@ -78,6 +85,18 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return rows
 
 
+def _read_config(run_dir: Path) -> dict:
+    """The run's resolved ``config.yaml`` (empty when absent or unreadable: it only adds rows)."""
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        config = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    except yaml.YAMLError:
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def render_grid(run_dir: Path, evaluation: dict, path: Path) -> dict:
     """Stack up to GRID_ROWS test renders (each render | ground truth), evenly spread over the
     test split, into one PNG; returns {"path", "shown"}."""
@@ -98,6 +117,8 @@ def render_grid(run_dir: Path, evaluation: dict, path: Path) -> dict:
     gap = np.full((2, width, 3), 255, np.uint8)
     padded = [np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0)), constant_values=255) for t in tiles]
     stacked = np.concatenate([x for t in padded for x in (t, gap)][:-1], axis=0)
+    factor = -(-GRID_MIN_WIDTH // width)
+    stacked = stacked.repeat(factor, axis=0).repeat(factor, axis=1)
     Image.fromarray(stacked).save(path)
     return {"path": path, "shown": len(tiles)}
 
@@ -126,7 +147,9 @@ def plot_curves(metrics: list[dict], evaluation: dict, path: Path) -> Path:
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 __all__ = ["REPORT_FILE", "read_metrics", "write_report"]

@@ -57,6 +57,7 @@ def make_run(root: Path, data: Path, background: str = "white") -> tuple[Path, d
     rows = [{"step": s, "loss": 0.2 / (1 + s / 100), "psnr": 15 + s / 200, "num_gaussians": N,
              "sec_per_step": 0.05, "elapsed": 0.05 * s} for s in range(50, STEP + 1, 50)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "config.yaml").write_text(f"data: {data}\nstrategy: mcmc\nmax_sh_degree: 3\n")
     return run, {"splats": splats, "dataset": dataset}
 
 
@@ -115,6 +116,7 @@ def test_write_report_links_existing_images(tmp_path, scene):
     evaluation = json.loads((run / "eval.json").read_text())
     assert f"| Test PSNR | {evaluation['psnr']:.2f} dB |" in text
     assert f"| Gaussians | {N} |" in text and f"| Steps | {STEP:,} |" in text
+    assert "| Strategy | mcmc |" in text and f"| Data | {scene} |" in text
     assert "| Training time | 1 min 00 s |" in text  # the last logged row: step 1200, 60 s
     links = re.findall(r"\]\(([^)]+)\)", text)
     images = [link for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)]
@@ -122,7 +124,8 @@ def test_write_report_links_existing_images(tmp_path, scene):
     for link in links:
         assert not Path(link).is_absolute() and (run / link).is_file(), link
     grid = Image.open(run / images[0])
-    assert grid.size == (64, 4 * 32 + 3 * 2)  # 4 rows of render | GT with 2-pixel gaps
+    # 4 rows of render | GT (64x32) with 2-pixel gaps, enlarged 8x to reach 512 pixels wide.
+    assert grid.size == (512, 8 * (4 * 32 + 3 * 2))
     plot = Image.open(run / images[1])
     assert plot.size == (1000, 360)
     with pytest.raises(OutputExistsError):
