@@ -132,8 +132,10 @@ def write_splat(path: Path, splats: Mapping[str, Tensor],
 def read_splat(path: Path) -> dict[str, np.ndarray]:
     """Decode a ``.splat``: means [N,3], scales [N,3] (linear), rgba [N,4] in [0,1] and
     normalised quats [N,4] (w x y z), in file order."""
-    size = Path(path).stat().st_size if Path(path).is_file() else -1
-    if size < 0 or size % SPLAT_ROW.itemsize:
+    if not Path(path).is_file():
+        raise ReconError(f"Splat file {path} does not exist. Check the path.")
+    size = Path(path).stat().st_size
+    if size % SPLAT_ROW.itemsize:
         raise ReconError(f"{path} is not a .splat file: its size ({size} bytes) is not a multiple "
                          f"of {SPLAT_ROW.itemsize} bytes per Gaussian.")
     rows = np.fromfile(path, dtype=SPLAT_ROW)
