@@ -23,12 +23,20 @@ struct GaussianKernel {
   }
 
   template <typename T>
-  HOST_DEVICE static void vjp(const T* fp, T px, T py, T v_k, const T* /*v_w*/, T* v_fp) {
+  HOST_DEVICE static void vjp(const T* fp, T px, T py, T v_k, const T* v_w, T* v_fp) {
+    T w[V];
+    vjp_from_value(fp, px, py, eval(fp, px, py, w), v_k, v_w, v_fp);
+  }
+
+  // The VJP given k = eval(...) (saves the exp in the rasterizer's backward).
+  template <typename T>
+  HOST_DEVICE static void vjp_from_value(const T* fp, T px, T py, T k, T v_k, const T* /*v_w*/,
+                                         T* v_fp) {
     const T dx = px - fp[0];
     const T dy = py - fp[1];
     const T sigma = T(0.5) * (fp[2] * dx * dx + fp[4] * dy * dy) + fp[3] * dx * dy;
     if (sigma < T(0)) return;  // clamped branch of eval: constant
-    const T v_sigma = -exp_of(-sigma) * v_k;
+    const T v_sigma = -k * v_k;
     v_fp[0] += -v_sigma * (fp[2] * dx + fp[3] * dy);
     v_fp[1] += -v_sigma * (fp[3] * dx + fp[4] * dy);
     v_fp[2] += v_sigma * T(0.5) * dx * dx;

@@ -18,6 +18,8 @@
 //   max_weight  [B, N]         largest blending weight α T of each primitive over all pixels
 #pragma once
 
+#include <type_traits>
+
 #include "common.h"
 #include "gaussian.h"
 #if __has_include("convex.h")
@@ -72,6 +74,16 @@ HOST_DEVICE bool in_bounds(const int32_t* bounds, int prim, int x, int y) {
   const int32_t* b = bounds + 4 * static_cast<size_t>(prim);
   return x >= b[0] && x < b[2] && y >= b[1] && y < b[3];
 }
+
+// A kernel may also offer vjp_from_value(fp, px, py, k, v_k, v_w, v_fp): the VJP given the value
+// k that eval returned, so backward does not recompute it (the Gaussian's exp). Optional.
+template <typename K, typename T, typename = void>
+struct HasVjpFromValue : std::false_type {};
+template <typename K, typename T>
+struct HasVjpFromValue<K, T, std::void_t<decltype(K::template vjp_from_value<T>(
+                                 std::declval<const T*>(), T(), T(), T(), T(),
+                                 std::declval<const T*>(), std::declval<T*>()))>>
+    : std::true_type {};
 
 enum StepResult { STEP_SKIPPED = 0, STEP_BLENDED = 1, STEP_SATURATED = 2 };
 
@@ -136,7 +148,11 @@ HOST_DEVICE bool backward_step(const T* fp, T opacity, const T* feat, int C, T p
   if (raw < T(ALPHA_MAX)) Add::add(v_opacity, v_a * k);
   T g[K::P];
   for (int j = 0; j < K::P; ++j) g[j] = T(0);
-  K::template vjp<T>(fp, px, py, v_k, v_w, g);
+  if constexpr (HasVjpFromValue<K, T>::value) {
+    K::template vjp_from_value<T>(fp, px, py, k, v_k, v_w, g);
+  } else {
+    K::template vjp<T>(fp, px, py, v_k, v_w, g);
+  }
   for (int j = 0; j < K::P; ++j) {
     Add::add(v_fp + j, g[j]);
     if (abs_fp) Add::add(abs_fp + j, abs_of(g[j]));
