@@ -60,7 +60,7 @@ class Scene:
     force: bool = False
     """Overwrite the output folder if it exists."""
 
-    def run(self) -> None:
+    def run_command(self) -> None:
         from recon.scenes import render_scene
 
         name = "mesh" if self.mesh is not None else self.name
@@ -96,7 +96,7 @@ class Process:
     quiet: bool = False
     """No progress output."""
 
-    def run(self) -> None:
+    def run_command(self) -> None:
         from recon.data.sfm import SfMConfig, process_images
 
         cfg = SfMConfig(matcher=self.matcher, single_camera=self.single_camera,
@@ -116,7 +116,7 @@ class Info:
     json: bool = False
     """Print JSON instead of a table."""
 
-    def run(self) -> None:
+    def run_command(self) -> None:
         from recon.data.info import describe, format_description
 
         desc = describe(self.dataset, self.data.to_config())
@@ -129,35 +129,141 @@ class Info:
 
 
 @dataclass(frozen=True)
+class Eval:
+    """Evaluate a fitted run on its test split: PSNR/SSIM to eval.json, renders, report.md."""
+
+    run: tyro.conf.Positional[Path]
+    """Run directory written by `recon fit`."""
+    step: int | None = None
+    """Checkpoint step to evaluate (default: the newest)."""
+    backend: Literal["auto", "cpu", "cuda", "torch", "gsplat"] = "auto"
+    """Renderer used for the test images."""
+    force: bool = False
+    """Replace an earlier evaluation of this run."""
+
+    def run_command(self) -> None:
+        from recon.eval.evaluate import evaluate_run
+        from recon.eval.report import write_report
+
+        result = evaluate_run(self.run, step=self.step, backend=self.backend, force=self.force)
+        report = write_report(self.run, force=True)
+        print(f"step {result['step']}: test PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} "
+              f"over {len(result['per_image'])} images, {result['num_gaussians']} Gaussians")
+        print(f"Wrote {Path(self.run) / 'eval.json'} and {report}")
+
+
+@dataclass(frozen=True)
+class Export:
+    """Export a fitted run's splats in the input's world frame (.ply: standard 3DGS; .splat)."""
+
+    run: tyro.conf.Positional[Path]
+    """Run directory written by `recon fit`."""
+    format: Literal["ply", "splat"] = "ply"
+    """ply: the standard 3DGS layout read by every splat viewer; splat: 32 bytes per Gaussian."""
+    out: Path | None = None
+    """Output file (default: RUN/export/splats.FORMAT)."""
+    step: int | None = None
+    """Checkpoint step to export (default: the newest)."""
+    force: bool = False
+    """Overwrite an existing export."""
+
+    def run_command(self) -> None:
+        from recon.export.splats import export_run
+
+        path = export_run(self.run, format=self.format, out=self.out, step=self.step, force=self.force)
+        print(f"Wrote {path}")
+
+
+@dataclass(frozen=True)
 class Demo:
     """The main job on the built-in default scene (what `make demo` runs)."""
 
     out: Path = Path("runs/demo")
     """Folder for the demo's results."""
+    steps: int | None = None
+    """Training steps (default: the fast preset's)."""
     force: bool = True
     """Replace an earlier demo's results."""
 
-    def run(self) -> None:
+    def run_command(self) -> None:
         from recon.demo import run_demo
 
-        run_demo(self.out, force=self.force)
+        run_demo(self.out, force=self.force, steps=self.steps)
+
+
+def _fit_command(preset: str):
+    from recon.train.config import PRESETS, FitConfig
+
+    if preset not in PRESETS:
+        raise ReconError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+
+    class Fit:
+        @staticmethod
+        def parse(args: list[str]) -> FitConfig:
+            return tyro.cli(FitConfig, default=PRESETS[preset], args=args, prog="recon fit",
+                            description=FIT_DESCRIPTION)
+
+    return Fit
+
+
+FIT_DESCRIPTION = (
+    "Fit Gaussian splats to a dataset or a folder of photos (posed by SfM first). "
+    "--preset fast|default|quality (given first) sets every default below; flags override it."
+)
+
+
+def _split_preset(args: list[str]) -> tuple[str, list[str]]:
+    """Take `--preset NAME` / `--preset=NAME` out of the fit arguments."""
+    rest, preset, i = [], "default", 0
+    while i < len(args):
+        if args[i] == "--preset" and i + 1 < len(args):
+            preset, i = args[i + 1], i + 2
+            continue
+        if args[i].startswith("--preset="):
+            preset = args[i].split("=", 1)[1]
+        else:
+            rest.append(args[i])
+        i += 1
+    return preset, rest
+
+
+def _run_fit(args: list[str]) -> None:
+    from recon.train.trainer import fit
+
+    preset, rest = _split_preset(args)
+    config = _fit_command(preset).parse(rest)
+    run_dir = fit(config)
+    print(f"Run written to {run_dir}. Next: recon eval {run_dir}  |  recon export {run_dir}")
+
+
+@dataclass(frozen=True)
+class FitHelp:
+    """Fit Gaussian splats to a dataset or a folder of photos (see `recon fit --help`)."""
 
 
 COMMANDS = {
     "scene": Scene,
     "process": Process,
     "info": Info,
+    "fit": FitHelp,
+    "eval": Eval,
+    "export": Export,
     "demo": Demo,
 }
 
 
 def main(argv: list[str] | None = None) -> None:
-    command = tyro.extras.subcommand_cli_from_dict(
-        COMMANDS, prog="recon", args=argv,
-        description="recon: differentiable 3D reconstruction from photos.",
-    )
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        command.run()
+        if argv and argv[0] == "fit":
+            # `fit` is parsed on its own so that --preset can set the defaults of every other flag.
+            _run_fit(argv[1:])
+            return
+        command = tyro.extras.subcommand_cli_from_dict(
+            COMMANDS, prog="recon", args=argv,
+            description="recon: differentiable 3D reconstruction from photos.",
+        )
+        command.run_command()
     except ReconError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
