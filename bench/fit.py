@@ -1,0 +1,289 @@
+"""Benchmark: `recon fit` on lego_100 (100 train / 6 test views, 100², white background).
+
+For each strategy (default, mcmc) it trains for --steps steps and evaluates the test split every
+--eval-every steps (evaluation is not counted in the training time), printing one JSON line per
+evaluation and a summary line per strategy: final PSNR / SSIM / Gaussians, training seconds, and
+the training seconds (and step) at the first evaluation that reached --target dB.
+
+    python bench/fit.py [--steps 3000] [--strategies default,mcmc] [--threads N]
+                        [--profile] [--reference]
+
+--profile: per-stage time of a training step (data, render = project + SH + binning +
+rasterize, loss, backward = rasterize/SH backward + autograd, optimizer, strategy) on copies of the
+run when it first holds >= 20k and >= 50k Gaussians (copies, so the timed run is unaffected).
+
+--reference: also train the CPU reference the targets come from: gsplat's pure-torch projection
+and SH (``gsplat.cuda._torch_impl``), recon's binning, tile-padded torch compositing (the peer of
+bench/rasterizer.py, autograd backward) and gsplat's own DefaultStrategy, from 20k random
+Gaussians in [-1.5, 1.5]³ of the lego frame. About 8 minutes on 2 cores; opt-in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("RECON_SHARED_DATA", REPO.parent / "shared" / "data")) / "lego_100.npz"
+PROFILE_AT = (20_000, 50_000)
+
+
+def emit(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def evaluate(render_image, dataset, device) -> tuple[float, float]:
+    """Mean test PSNR and SSIM of ``render_image(camera) -> [3, H, W]`` (clamped to [0, 1], as
+    gsplat's evaluation) against the test images over white."""
+    from recon.data.dataset import composite_background
+    from recon.eval.metrics import psnr, ssim
+
+    preds, gts = [], []
+    with torch.no_grad():
+        for i in dataset.indices("test"):
+            preds.append(render_image(dataset.cameras[i]).clamp(0.0, 1.0))
+            gt = composite_background(dataset.image(i), "white")
+            gts.append(torch.from_numpy(gt).permute(2, 0, 1).to(device))
+    pred, gt = torch.stack(preds), torch.stack(gts)
+    return float(psnr(pred, gt)), float(ssim(pred, gt))
+
+
+def recon_config(args, strategy: str, out: Path):
+    from recon.train.config import PRESETS
+
+    base = PRESETS["default"]
+    return dataclasses.replace(
+        base, data=args.data, out=out, steps=args.steps, strategy=strategy, quiet=True,
+        force=True, checkpoint_every=10**9, log_every=50,
+        init=dataclasses.replace(base.init, num_random=args.num_random))
+
+
+def run_recon(args, strategy: str, workdir: Path) -> dict:
+    from recon.train.splats import sh_coefficients
+    from recon.train.trainer import Trainer
+
+    trainer = Trainer.open(recon_config(args, strategy, workdir / strategy))
+    background = torch.ones(3, device=trainer.device)
+    reached = None
+    profiled: set[int] = set()
+    while trainer.step < args.steps:
+        trainer.train(until=trainer.step + args.eval_every)
+        colors = sh_coefficients(trainer.splats)
+        p, s = evaluate(lambda cam: trainer.draw(trainer.splats, cam, colors, trainer.sh_degree,
+                                                 background, False).features,
+                        trainer.dataset, trainer.device)
+        n = len(trainer.splats["means"])
+        emit({"bench": "fit", "impl": "recon", "strategy": strategy, "step": trainer.step,
+              "train_s": round(trainer.elapsed, 2), "psnr": round(p, 3), "ssim": round(s, 4),
+              "num_gaussians": n})
+        if reached is None and p >= args.target:
+            reached = (trainer.step, trainer.elapsed)
+        for count in PROFILE_AT:
+            if args.profile and n >= count and count not in profiled:
+                profiled.add(count)
+                emit(profile_copy(trainer, strategy, workdir))
+    return {"bench": "fit_summary", "impl": "recon", "strategy": strategy, "steps": trainer.step,
+            "train_s": round(trainer.elapsed, 2), "psnr": round(p, 3), "ssim": round(s, 4),
+            "num_gaussians": n, "target_db": args.target,
+            "step_to_target": reached[0] if reached else None,
+            "time_to_target_s": round(reached[1], 2) if reached else None,
+            "threads": torch.get_num_threads()}
+
+
+def profile_copy(trainer, strategy: str, workdir: Path, steps: int = 20) -> dict:
+    """Per-stage milliseconds per step, measured on a resumed copy of ``trainer``'s run."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from recon.train.trainer import Trainer
+
+    trainer.save_checkpoint()
+    copy_dir = workdir / f"profile-{strategy}"
+    shutil.rmtree(copy_dir, ignore_errors=True)
+    shutil.copytree(trainer.run_dir, copy_dir)
+    copy = Trainer.open(dataclasses.replace(trainer.config, out=copy_dir, resume=True))
+    copy.train_step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        copy.train_step()
+    plain = (time.perf_counter() - start) / steps
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            copy.train_step()
+    totals = {e.key: e for e in prof.key_averages()}
+
+    def ms(key: str, self_time: bool = False) -> float:
+        e = totals.get(key)
+        if e is None:
+            return 0.0
+        return (e.self_cpu_time_total if self_time else e.cpu_time_total) / 1000.0 / steps
+
+    stages = {k: ms(f"train.{k}") for k in
+              ("data", "render", "loss", "backward", "optimizer", "strategy")}
+    native = {"rasterize_fwd": ms("recon::rasterize_fwd", True),
+              "rasterize_bwd": ms("recon::rasterize_bwd", True),
+              "sh_fwd": ms("recon::sh_fwd", True), "sh_bwd": ms("recon::sh_bwd", True),
+              "sort": ms("aten::sort", True)}
+    shutil.rmtree(copy_dir, ignore_errors=True)
+    return {"bench": "fit_profile", "strategy": strategy, "step": copy.step - 2 * steps - 1,
+            "num_gaussians": len(copy.splats["means"]), "sh_degree": copy.sh_degree,
+            "sec_per_step": round(plain, 4), "threads": torch.get_num_threads(),
+            "stages_ms": {k: round(v, 2) for k, v in stages.items()},
+            "native_ms": {k: round(v, 2) for k, v in native.items()},
+            "render_other_ms": round(stages["render"] - native["rasterize_fwd"]
+                                     - native["sh_fwd"] - native["sort"], 2),
+            "backward_other_ms": round(stages["backward"] - native["rasterize_bwd"]
+                                       - native["sh_bwd"], 2)}
+
+
+# -- the CPU reference (gsplat's torch functions + torch compositing + gsplat DefaultStrategy) --
+
+
+def reference_renderer():
+    """(splats, camera, colors, sh_degree, background) -> (image [3,H,W], gsplat info dict)."""
+    from gsplat.cuda._torch_impl import _fully_fused_projection, _spherical_harmonics
+
+    from recon.primitives.gaussians import covariances
+    from recon.render.binning import bin_footprints
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from rasterizer import TILE, _peer_composite
+
+    def draw(splats, camera, colors, sh_degree, background):
+        means, scales = splats["means"], torch.exp(splats["scales"])
+        viewmat = torch.tensor(camera.world_to_camera, dtype=torch.float32)[None]
+        K = torch.tensor(camera.K, dtype=torch.float32)[None]
+        W, H = camera.width, camera.height
+        radii, means2d, depths, conics, _ = _fully_fused_projection(
+            means, covariances(splats["quats"], scales), viewmat, K, W, H)
+        dirs = means - torch.linalg.inv(viewmat)[0, :3, 3]
+        rgb = (_spherical_harmonics(sh_degree, dirs, colors) + 0.5).clamp_min(0.0)
+        r = radii.amax(-1)[0]
+        m = means2d[0].detach()
+        box = torch.stack([m[:, 0] - r, m[:, 1] - r, m[:, 0] + r, m[:, 1] + r], -1)
+        box = torch.where((r > 0)[:, None], box, torch.zeros_like(box))
+        box = torch.minimum(box.clamp_min(0), torch.tensor([W, H, W, H], dtype=box.dtype))
+        bins = bin_footprints(box.floor().to(torch.int32)[None], depths, W, H, TILE)
+        opac = torch.sigmoid(splats["opacities"])
+        # Σ w c + (1 - Σ w) b = Σ w (c - b) + b: the background without an alpha pass.
+        image = _peer_composite(means2d[0], conics[0], rgb - background, opac, bins, W, H)
+        image = image + background
+        info = {"means2d": means2d, "radii": radii, "width": W, "height": H, "n_cameras": 1,
+                "gaussian_ids": None}
+        return image.permute(2, 0, 1), info
+
+    return draw
+
+
+def run_reference(args, workdir: Path) -> dict:
+    from gsplat.strategy import DefaultStrategy
+
+    from recon.data import DataConfig, load_dataset
+    from recon.data.dataset import composite_background
+    from recon.train.losses import photometric_loss
+    from recon.train.schedules import active_sh_degree, exponential_decay
+    from recon.train.splats import create_optimizers, create_splats, sh_coefficients
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    dataset = load_dataset(args.data, DataConfig(background="white"))
+    norm = dataset.normalization
+    pts = norm.apply((torch.rand(args.num_random, 3, generator=gen).numpy() * 3.0 - 1.5))
+    splats = create_splats(pts, torch.rand(args.num_random, 3, generator=gen).numpy(),
+                           max_sh_degree=3, init_scale=1.0, init_opacity=0.1, generator=gen)
+    scene_scale = 1.1 * dataset.scene_radius()
+    lr0 = 1.6e-4 * scene_scale
+    optimizers = create_optimizers(splats, {"means": lr0, "quats": 1e-3, "scales": 5e-3,
+                                            "opacities": 5e-2, "sh0": 2.5e-3,
+                                            "shN": 2.5e-3 / 20})
+    strategy = DefaultStrategy()
+    state = strategy.initialize_state(scene_scale=scene_scale)
+    train = dataset.indices("train")
+
+    targets = [torch.from_numpy(composite_background(dataset.image(i), "white")).permute(2, 0, 1)
+               for i in train]
+    draw = reference_renderer()
+    background = torch.ones(3)
+    elapsed, reached, step = 0.0, None, 0
+
+    while step < args.steps:
+        chunk_end = min(step + args.eval_every, args.steps)
+        start = time.perf_counter()
+        while step < chunk_end:
+            epoch, pos = divmod(step, len(train))
+            index = int(torch.randperm(len(train), generator=torch.Generator().manual_seed(
+                epoch))[pos])
+            deg = active_sh_degree(step, 1000, 3)
+            for g in optimizers["means"].param_groups:
+                g["lr"] = exponential_decay(lr0, 0.01, step, args.steps)
+            image, info = draw(splats, dataset.cameras[train[index]], sh_coefficients(splats),
+                               deg, background)
+            loss = photometric_loss(image, targets[index], 0.2)
+            strategy.step_pre_backward(splats, optimizers, state, step, info)
+            loss.backward()
+            for opt in optimizers.values():
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            strategy.step_post_backward(splats, optimizers, state, step, info, packed=False)
+            step += 1
+        elapsed += time.perf_counter() - start
+        colors = sh_coefficients(splats)
+        p, s = evaluate(lambda cam: draw(splats, cam, colors, active_sh_degree(step, 1000, 3),
+                                         background)[0], dataset, background.device)
+        emit({"bench": "fit", "impl": "reference", "strategy": "gsplat-default", "step": step,
+              "train_s": round(elapsed, 2), "psnr": round(p, 3), "ssim": round(s, 4),
+              "num_gaussians": len(splats["means"])})
+        if reached is None and p >= args.target:
+            reached = (step, elapsed)
+    return {"bench": "fit_summary", "impl": "reference", "strategy": "gsplat-default",
+            "steps": step, "train_s": round(elapsed, 2), "psnr": round(p, 3), "ssim": round(s, 4),
+            "num_gaussians": len(splats["means"]), "target_db": args.target,
+            "step_to_target": reached[0] if reached else None,
+            "time_to_target_s": round(reached[1], 2) if reached else None,
+            "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--strategies", default="default,mcmc")
+    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--target", type=float, default=27.09,
+                    help="test PSNR (dB) whose time to reach is reported")
+    ap.add_argument("--num-random", type=int, default=20_000, help="random initial Gaussians")
+    ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads")
+    ap.add_argument("--profile", action="store_true", help="per-stage step times")
+    ap.add_argument("--reference", action="store_true",
+                    help="also train the gsplat-torch CPU reference (~8 min)")
+    args = ap.parse_args()
+    if not args.data.exists():
+        sys.exit(f"{args.data} not found; set RECON_SHARED_DATA to the folder holding lego_100.npz")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="recon-bench-fit-") as tmp:
+        workdir = Path(tmp)
+        summaries = [run_recon(args, s, workdir) for s in args.strategies.split(",") if s]
+        if args.reference:
+            summaries.append(run_reference(args, workdir))
+        for summary in summaries:
+            emit(summary)
+        ref = next((s for s in summaries if s["impl"] == "reference"), None)
+        if ref and ref["time_to_target_s"]:
+            for s in summaries:
+                if s["impl"] == "recon" and s["time_to_target_s"]:
+                    emit({"bench": "fit_speedup", "strategy": s["strategy"],
+                          "time_to_target_ratio": round(ref["time_to_target_s"]
+                                                        / s["time_to_target_s"], 2)})
+
+
+if __name__ == "__main__":
+    main()
