@@ -36,6 +36,22 @@ inline TileGeometry tile_geometry(const RasterParams& p, const int32_t* ranges, 
   return g;
 }
 
+// Kernel values of one primitive along a row of pixels, computed in a separate tight loop so the
+// compiler can vectorise simple kernels (the Gaussian's exp) before the branchy blending.
+template <typename K, typename T>
+struct RowKernel {
+  std::vector<T> k, w;
+  explicit RowKernel(int length) : k(length), w(static_cast<size_t>(length) * K::V) {}
+  const T* weights(int i) const { return w.data() + static_cast<size_t>(i) * K::V; }
+  void evaluate(const T* fp, int x0, int x1, int y) {
+    const T py = T(y) + T(0.5);
+    T* kk = k.data();
+    T* ww = w.data();
+    for (int x = x0; x < x1; ++x)
+      kk[x - x0] = K::template eval<T>(fp, T(x) + T(0.5), py, ww + (x - x0) * K::V);
+  }
+};
+
 template <typename K, typename T>
 void forward_tiles(const ForwardArgs<T>& a) {
   const RasterParams& p = a.p;
@@ -46,6 +62,7 @@ void forward_tiles(const ForwardArgs<T>& a) {
     std::vector<T> trans, acc;
     std::vector<int32_t> last, median;
     std::vector<unsigned char> done;
+    RowKernel<K, T> row(p.tile_size);
 #pragma omp for schedule(dynamic, 1)
     for (int tile = 0; tile < num_tiles; ++tile) {
       const TileGeometry g = tile_geometry(p, a.tile_ranges, tile);
@@ -65,14 +82,15 @@ void forward_tiles(const ForwardArgs<T>& a) {
         const T* feat = a.features + static_cast<size_t>(prim) * K::V * C;
         T best = T(0);
         for (int y = r.y0; y < r.y1; ++y) {
-          const T py = T(y) + T(0.5);
+          row.evaluate(fp, r.x0, r.x1, y);
           for (int x = r.x0; x < r.x1; ++x) {
             const int q = (y - g.rect.y0) * tw + (x - g.rect.x0);
             if (done[q]) continue;
             T weight = T(0);
             const T before = trans[q];
-            const int res = forward_step<K>(fp, opacity, feat, C, T(x) + T(0.5), py, trans[q],
-                                            acc.data() + static_cast<size_t>(q) * C, weight);
+            const int res = blend_step<K>(row.k[x - r.x0], row.weights(x - r.x0), opacity, feat, C,
+                                          trans[q], acc.data() + static_cast<size_t>(q) * C,
+                                          weight);
             if (res == STEP_SATURATED) {
               done[q] = 1;
               --num_active;
@@ -117,6 +135,7 @@ void backward_tiles(const BackwardArgs<T>& a) {
   {
     std::vector<T> trans, S;
     std::vector<int32_t> last;
+    RowKernel<K, T> row(p.tile_size);
 #pragma omp for schedule(dynamic, 1)
     for (int tile = 0; tile < num_tiles; ++tile) {
       const TileGeometry g = tile_geometry(p, a.tile_ranges, tile);
@@ -140,21 +159,22 @@ void backward_tiles(const BackwardArgs<T>& a) {
         const T* fp = a.params + static_cast<size_t>(prim) * K::P;
         const T opacity = a.opacities[prim];
         const T* feat = a.features + static_cast<size_t>(prim) * VC;
-        T* row = a.scratch + static_cast<size_t>(i) * stride;  // owned by this tile only
-        T* v_fp = row;
-        T* v_op = row + K::P;
-        T* v_feat = row + K::P + 1;
-        T* abs_fp = with_abs ? row + K::P + 1 + VC : nullptr;
+        T* grads = a.scratch + static_cast<size_t>(i) * stride;  // owned by this tile only
+        T* v_fp = grads;
+        T* v_op = grads + K::P;
+        T* v_feat = grads + K::P + 1;
+        T* abs_fp = with_abs ? grads + K::P + 1 + VC : nullptr;
         for (int y = r.y0; y < r.y1; ++y) {
+          row.evaluate(fp, r.x0, r.x1, y);
           const T py = T(y) + T(0.5);
           for (int x = r.x0; x < r.x1; ++x) {
             const int q = (y - g.rect.y0) * tw + (x - g.rect.x0);
             if (i > last[q]) continue;
             const size_t pix = (static_cast<size_t>(g.b) * p.height + y) * p.width + x;
-            backward_step<K, PlainAdd>(fp, opacity, feat, C, T(x) + T(0.5), py, trans[q],
-                                       S.data() + static_cast<size_t>(q) * C, a.v_out + pix * C,
-                                       a.v_alpha[pix], a.final_T[pix], v_fp, v_op, v_feat,
-                                       abs_fp);
+            backward_blend_step<K, PlainAdd>(
+                fp, row.k[x - r.x0], row.weights(x - r.x0), opacity, feat, C, T(x) + T(0.5), py,
+                trans[q], S.data() + static_cast<size_t>(q) * C, a.v_out + pix * C,
+                a.v_alpha[pix], a.final_T[pix], v_fp, v_op, v_feat, abs_fp);
           }
         }
       }

@@ -19,7 +19,7 @@ struct GaussianKernel {
     w[0] = T(1);
     // A conic that is not positive definite (σ < 0) never comes out of the projection; clamp so a
     // hand-made footprint can at worst saturate, never overflow.
-    return exp_of(-max_of(sigma, T(0)));
+    return fast_exp(-max_of(sigma, T(0)));
   }
 
   template <typename T>

@@ -87,15 +87,14 @@ struct HasVjpFromValue<K, T, std::void_t<decltype(K::template vjp_from_value<T>(
 
 enum StepResult { STEP_SKIPPED = 0, STEP_BLENDED = 1, STEP_SATURATED = 2 };
 
-// One front-to-back blending step of primitive (fp, opacity, feat[V*C]) at pixel centre (px, py).
-// `trans` is the pixel's transmittance before the primitive and is updated; `acc[C]` accumulates
-// features; `weight` receives α T when blended. A step that would drop T below TRANSMITTANCE_MIN
-// is not blended and ends the pixel (the 3DGS rule), which backward reproduces through last_idx.
+// One front-to-back blending step at a pixel where the primitive's kernel value is k with
+// interpolation weights w[V] (from K::eval). `trans` is the pixel's transmittance before the
+// primitive and is updated; `acc[C]` accumulates features; `weight` receives α T when blended.
+// A step that would drop T below TRANSMITTANCE_MIN is not blended and ends the pixel (the 3DGS
+// rule), which backward reproduces through last_idx.
 template <typename K, typename T>
-HOST_DEVICE int forward_step(const T* fp, T opacity, const T* feat, int C, T px, T py, T& trans,
-                             T* acc, T& weight) {
-  T w[K::V];
-  const T k = K::template eval<T>(fp, px, py, w);
+HOST_DEVICE int blend_step(T k, const T* w, T opacity, const T* feat, int C, T& trans, T* acc,
+                           T& weight) {
   const T alpha = min_of(T(ALPHA_MAX), opacity * k);
   if (!(alpha >= T(ALPHA_MIN))) return STEP_SKIPPED;  // also skips NaN
   const T next = trans * (T(1) - alpha);
@@ -110,18 +109,27 @@ HOST_DEVICE int forward_step(const T* fp, T opacity, const T* feat, int C, T px,
   return STEP_BLENDED;
 }
 
-// The adjoint of forward_step, visited back-to-front over a pixel's contributors.
+// blend_step after evaluating primitive (fp, opacity, feat[V*C]) at pixel centre (px, py).
+template <typename K, typename T>
+HOST_DEVICE int forward_step(const T* fp, T opacity, const T* feat, int C, T px, T py, T& trans,
+                             T* acc, T& weight) {
+  T w[K::V];
+  const T k = K::template eval<T>(fp, px, py, w);
+  return blend_step<K>(k, w, opacity, feat, C, trans, acc, weight);
+}
+
+// The adjoint of blend_step, visited back-to-front over a pixel's contributors, given the
+// kernel value k and weights w[V] that forward saw at (px, py).
 //   trans   in: T after this primitive; out: T before it (divided back out, as in 3DGS)
 //   S[C]    in/out: features of everything behind, normalised by the T after this primitive
 //   v_out[C], v_alpha: the pixel's output cotangents (v_alpha for alpha = 1 - final_T)
 // Adds dL/d(fp, opacity, feat) through Add; with abs_fp, also Σ_pixels |dL/dfp| (absgrad).
 // Returns false when the primitive was skipped at this pixel in forward (α < ALPHA_MIN).
 template <typename K, typename Add, typename T>
-HOST_DEVICE bool backward_step(const T* fp, T opacity, const T* feat, int C, T px, T py, T& trans,
-                               T* S, const T* v_out, T v_alpha, T final_T, T* v_fp, T* v_opacity,
-                               T* v_feat, T* abs_fp) {
-  T w[K::V];
-  const T k = K::template eval<T>(fp, px, py, w);
+HOST_DEVICE bool backward_blend_step(const T* fp, T k, const T* w, T opacity, const T* feat,
+                                     int C, T px, T py, T& trans, T* S, const T* v_out,
+                                     T v_alpha, T final_T, T* v_fp, T* v_opacity, T* v_feat,
+                                     T* abs_fp) {
   const T raw = opacity * k;
   const T alpha = min_of(T(ALPHA_MAX), raw);
   if (!(alpha >= T(ALPHA_MIN))) return false;
@@ -158,6 +166,17 @@ HOST_DEVICE bool backward_step(const T* fp, T opacity, const T* feat, int C, T p
     if (abs_fp) Add::add(abs_fp + j, abs_of(g[j]));
   }
   return true;
+}
+
+// backward_blend_step after evaluating the primitive at pixel centre (px, py).
+template <typename K, typename Add, typename T>
+HOST_DEVICE bool backward_step(const T* fp, T opacity, const T* feat, int C, T px, T py, T& trans,
+                               T* S, const T* v_out, T v_alpha, T final_T, T* v_fp, T* v_opacity,
+                               T* v_feat, T* abs_fp) {
+  T w[K::V];
+  const T k = K::template eval<T>(fp, px, py, w);
+  return backward_blend_step<K, Add>(fp, k, w, opacity, feat, C, px, py, trans, S, v_out,
+                                     v_alpha, final_T, v_fp, v_opacity, v_feat, abs_fp);
 }
 
 // Inputs and outputs of one forward launch (raw pointers; sizes in `p`).

@@ -3,6 +3,7 @@
 Importing this package compiles nothing; the extension is built on the first op call.
 """
 
-from recon._ops.rasterize import rasterize
+from recon._ops.rasterize import Rasterized, rasterize
+from recon._ops.sh import spherical_harmonics
 
-__all__ = ["rasterize"]
+__all__ = ["Rasterized", "rasterize", "spherical_harmonics"]

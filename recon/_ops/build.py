@@ -21,7 +21,9 @@ from recon.errors import ReconError
 CUDA_DIR = Path(__file__).resolve().parents[2] / "cuda"
 # Portable flags: the cache may be shared by machines with different CPUs (no -march=native), and
 # no -ffast-math (the α threshold and NaN checks must behave as in the torch reference).
-CXX_FLAGS = ["-O3", "-fopenmp"]
+# -fno-trapping-math only drops the assumption that FP exceptions are observed (results are
+# unchanged); it lets GCC vectorise the kernels' branch-free clamps (e.g. the Gaussian's exp).
+CXX_FLAGS = ["-O3", "-fno-trapping-math", "-fopenmp"]
 NVCC_FLAGS = ["-O3"]
 _lock = threading.Lock()
 _loaded: str | None = None

@@ -76,6 +76,6 @@ def rasterize(params: Tensor, opacities: Tensor, features: Tensor, isect_prims: 
         bounds = torch.empty(0, dtype=torch.int32, device=params.device)
     out, alpha, median_idx, max_weight = _Rasterize.apply(
         params.contiguous(), opacities.contiguous(), features.contiguous(),
-        bounds.to(torch.int32).contiguous(), isect_prims.contiguous(), tile_ranges.contiguous(), int(kind), int(width), int(height),
-        int(tile_size), absgrad_out)
+        bounds.to(torch.int32).contiguous(), isect_prims.contiguous(), tile_ranges.contiguous(),
+        int(kind), int(width), int(height), int(tile_size), absgrad_out)
     return Rasterized(out, alpha, median_idx, max_weight)

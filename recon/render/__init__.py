@@ -63,10 +63,10 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
     primitive's projection (e.g. eps2d, antialiased, near_plane for Gaussians).
     """
     from recon.primitives.base import ops_for
-    from recon.render.binning import bin_footprints
 
     if backend not in BACKENDS:
-        raise ReconError(f"Unknown render backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+        raise ReconError(f"Unknown render backend {backend!r}; "
+                         f"choose one of {', '.join(BACKENDS)}.")
     single = isinstance(cameras, Camera)
     cams = [cameras] if single else list(cameras)
     if not cams:
@@ -91,37 +91,13 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
         features = features.clamp_min(0.0)
     feats = _per_camera_vertex_features(features, B, N, V).to(dtype)
     C = feats.shape[-1]
-    extra = []
-    if depth:
-        z = fp.vertex_depths if fp.vertex_depths is not None else fp.depths[..., None]
-        extra.append(z.expand(B, N, V)[..., None])
     want_normals = normals and fp.normals is not None
-    if want_normals:
-        extra.append(fp.normals[:, :, None, :].expand(B, N, V, 3))
-    all_feats = torch.cat([feats, *extra], -1) if extra else feats
-
+    all_feats = torch.cat([feats, *_extra_channels(fp, depth, want_normals)], -1)
     if fp.means2d.requires_grad:
         fp.means2d.retain_grad()
-    absgrad_buf = None
-    if backend == "torch":
-        from recon.render.reference import rasterize_dense
-
-        dense = rasterize_dense(fp.kind, fp.params, fp.opacities, all_feats, fp.depths,
-                                fp.visible, width, height)
-        image, alpha, max_weight = dense.features, dense.alpha, dense.max_weight
-        median_flat = torch.where(dense.median_prim >= 0,
-                                  dense.median_prim + N * torch.arange(B, device=device)[:, None, None],
-                                  dense.median_prim)
-    else:
-        from recon._ops import rasterize
-
-        bins = bin_footprints(fp.bounds, fp.depths, width, height, tile_size)
-        if absgrad:
-            absgrad_buf = torch.zeros_like(fp.params)
-        out = rasterize(fp.params, fp.opacities, all_feats, bins.isect_prims, bins.tile_ranges,
-                        fp.kind, width, height, tile_size, absgrad_buf, bounds=fp.bounds)
-        image, alpha, max_weight = out.features, out.alpha, out.max_weight
-        median_flat = _gather_or_missing(bins.isect_prims.long(), out.median_idx.long(), -1)
+    absgrad_buf = torch.zeros_like(fp.params) if absgrad and backend != "torch" else None
+    image, alpha, max_weight, median_flat = _composite(backend, fp, all_feats, width, height,
+                                                       tile_size, absgrad_buf)
 
     color = image[..., :C].permute(0, 3, 1, 2)
     if background is not None:
@@ -145,6 +121,44 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
         visibility_count=visible.sum(0).to(torch.int32), max_weight=max_weight,
         absgrad=absgrad_buf)
     return _squeeze_camera(result) if single else result
+
+
+def _extra_channels(fp, depth: bool, normals: bool) -> list[Tensor]:
+    """Per-vertex depth (1 channel) and camera-space normal (3) as extra feature channels, so
+    the compositor produces Σ w z and Σ w n with their gradients."""
+    B, N = fp.opacities.shape
+    V = fp.vertices
+    extra = []
+    if depth:
+        z = fp.vertex_depths if fp.vertex_depths is not None else fp.depths[..., None]
+        extra.append(z.expand(B, N, V)[..., None])
+    if normals:
+        extra.append(fp.normals[:, :, None, :].expand(B, N, V, 3))
+    return extra
+
+
+def _composite(backend: str, fp, features: Tensor, width: int, height: int, tile_size: int,
+               absgrad_buf: Tensor | None):
+    """Blend the footprints: images [B,H,W,C], alpha [B,H,W], max weight [B,N] and the flat
+    primitive index (b * N + n) that sets each pixel's median depth (-1: none)."""
+    if backend == "torch":
+        from recon.render.reference import rasterize_dense
+
+        dense = rasterize_dense(fp.kind, fp.params, fp.opacities, features, fp.depths,
+                                fp.visible, width, height)
+        B, N = fp.opacities.shape
+        offsets = N * torch.arange(B, device=features.device)[:, None, None]
+        median = torch.where(dense.median_prim >= 0, dense.median_prim + offsets,
+                             dense.median_prim)
+        return dense.features, dense.alpha, dense.max_weight, median
+    from recon._ops import rasterize
+    from recon.render.binning import bin_footprints
+
+    bins = bin_footprints(fp.bounds, fp.depths, width, height, tile_size)
+    out = rasterize(fp.params, fp.opacities, features, bins.isect_prims, bins.tile_ranges,
+                    fp.kind, width, height, tile_size, absgrad_buf, bounds=fp.bounds)
+    median = _gather_or_missing(bins.isect_prims.long(), out.median_idx.long(), -1)
+    return out.features, out.alpha, out.max_weight, median
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:
