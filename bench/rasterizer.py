@@ -16,14 +16,20 @@ import math
 import os
 import time
 
-import numpy as np
-import torch
+# Threads that wait at the end of each parallel region sleep instead of spinning. On a machine
+# shared with other work a spinning OpenMP team waits for descheduled members at every one of the
+# hundreds of small torch ops (measured: 10-20x slower runs); both contestants get the same policy.
+# It must be set before torch (and its OpenMP runtime) loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from recon.cameras import Camera, cameras_to_tensors, look_at
-from recon.primitives import Gaussians
-from recon.primitives.gaussians import covariances, project
-from recon.render import render
-from recon.render.binning import bin_footprints
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from recon.cameras import Camera, cameras_to_tensors, look_at  # noqa: E402
+from recon.primitives import Gaussians  # noqa: E402
+from recon.primitives.gaussians import covariances, project  # noqa: E402
+from recon.render import render  # noqa: E402
+from recon.render.binning import bin_footprints  # noqa: E402
 
 TILE = 16
 PEER_CHUNK_ELEMENTS = 1 << 23  # tiles x padded list x pixels per chunk: bounds the peer's memory
@@ -162,7 +168,8 @@ def main() -> None:
             isects, evals = intersection_counts(g, cam)
             row = {"bench": "rasterizer", "primitive": "gaussian", "n": n, "width": size,
                    "height": size, "isects": isects, "pixel_evals": evals, "threads": threads,
-                   "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+                   "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                   "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
             rec = {}
             for backend, fn in (("recon-cpu", recon_cpu), ("gsplat-torch-peer", peer)):
                 if backend != "recon-cpu" and size * size * n > args.peer_max_pixels_x_gaussians:
