@@ -237,11 +237,13 @@ class Trainer:
             loss.backward()
             finish_backward(result)
         with _stage("optimizer"):
+            # NaN and inf survive a sum; one sum per tensor is ~10x cheaper than isfinite().
             grads = [p.grad for p in self.splats.values() if p.grad is not None]
-            if not bool(torch.stack([g.isfinite().all() for g in grads]).all()):
-                bad = [k for k, p in self.splats.items()
-                       if p.grad is not None and not p.grad.isfinite().all()]
-                raise self._non_finite(f"the gradient of {', '.join(bad)} is not finite")
+            if not bool(torch.stack([g.sum() for g in grads]).sum().isfinite()):
+                bad = ", ".join(k for k, p in self.splats.items()
+                                if p.grad is not None and not p.grad.isfinite().all())
+                raise self._non_finite(f"the gradient of {bad or 'the splats (its sum overflows)'} "
+                                       "is not finite")
             for optimizer in self.optimizers.values():
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
