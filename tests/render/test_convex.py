@@ -337,12 +337,19 @@ def test_means2d_gradient_is_the_translation_gradient():
     convexes = random_convexes(9, n=3, dtype=torch.float64)
     convexes.points.requires_grad_()
     viewmats, Ks = cameras(1, width, height, torch.float64)
-    features = torch.rand(1, 3, 1, 1, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(9)
+    features = torch.rand(1, 3, 1, 1, generator=gen, dtype=torch.float64)
+    # A loss that changes when the image shifts (a plain sum barely does for interior shapes).
+    ramp = torch.linspace(0.0, 1.0, width, dtype=torch.float64) + torch.linspace(
+        0.0, 2.0, height, dtype=torch.float64)[:, None]
+
+    def loss(result):
+        return (result.features * ramp[..., None]).sum()  # features are [B, H, W, C]
 
     fp = project(convexes, viewmats, Ks, width, height)
     fp.means2d.retain_grad()
     ref = reference(fp, fp.params, fp.opacities, features, width, height)
-    ref.features.sum().backward()
+    loss(ref).backward()
     # Moving the principal point by (dx, dy) translates every projected point by (dx, dy).
     h = 1e-4
     for axis in range(2):
@@ -352,7 +359,7 @@ def test_means2d_gradient_is_the_translation_gradient():
         vals = []
         for K in (plus, minus):
             f = project(convexes, viewmats, K, width, height)
-            vals.append(reference(f, f.params, f.opacities, features, width, height).features.sum())
+            vals.append(loss(reference(f, f.params, f.opacities, features, width, height)))
         fd = (vals[0] - vals[1]) / (2 * h)
         total = fp.means2d.grad[0, :, axis].sum()
         assert abs(total - fd) <= 1e-5 * max(1.0, abs(fd))
