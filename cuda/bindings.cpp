@@ -102,6 +102,36 @@ void check_bounds(const RasterParams& p, const at::Tensor& params, const at::Ten
               bounds.sizes());
 }
 
+// dirs [B, N, 3]; coeffs [N, K, C] (shared by the cameras) or [B, N, K, C]. Returns the sizes.
+// Shared with the CUDA registration (bindings_cuda.cpp), which redeclares them.
+struct ShSizes {
+  int B, N, K, C;
+  bool shared;
+};
+
+ShSizes check_sh_inputs(int64_t degree, const at::Tensor& dirs, const at::Tensor& coeffs) {
+  TORCH_CHECK(degree >= 0 && degree <= SH_MAX_DEGREE, "recon sh: degree must be in [0, ",
+              SH_MAX_DEGREE, "], got ", degree);
+  TORCH_CHECK(dirs.dim() == 3 && dirs.size(2) == 3, "recon sh: dirs must be [B, N, 3], got ",
+              dirs.sizes());
+  const int64_t B = dirs.size(0), N = dirs.size(1);
+  const bool shared = coeffs.dim() == 3;
+  TORCH_CHECK((shared && coeffs.size(0) == N) ||
+                  (coeffs.dim() == 4 && coeffs.size(0) == B && coeffs.size(1) == N),
+              "recon sh: coeffs must be [N, K, C] or [B, N, K, C] with B = ", B, ", N = ", N,
+              ", got ", coeffs.sizes());
+  const int64_t K = coeffs.size(-2);
+  TORCH_CHECK(K >= (degree + 1) * (degree + 1), "recon sh: degree ", degree, " needs ",
+              (degree + 1) * (degree + 1), " coefficients per channel, got ", K);
+  TORCH_CHECK(dirs.scalar_type() == coeffs.scalar_type() &&
+                  (dirs.scalar_type() == at::kFloat || dirs.scalar_type() == at::kDouble),
+              "recon sh: dirs and coeffs must share a float32/float64 dtype");
+  TORCH_CHECK(dirs.is_contiguous() && coeffs.is_contiguous() && dirs.device() == coeffs.device(),
+              "recon sh: inputs must be contiguous and on one device");
+  return ShSizes{static_cast<int>(B), static_cast<int>(N), static_cast<int>(K),
+                 static_cast<int>(coeffs.size(-1)), shared};
+}
+
 namespace {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_fwd_cpu(
@@ -176,35 +206,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_bwd_cpu(
   return {v_params, v_opacities, v_features, abs_params};
 }
 
-// dirs [B, N, 3]; coeffs [N, K, C] (shared by the cameras) or [B, N, K, C]. Returns the sizes.
-struct ShSizes {
-  int B, N, K, C;
-  bool shared;
-};
-
-ShSizes check_sh_inputs(int64_t degree, const at::Tensor& dirs, const at::Tensor& coeffs) {
-  TORCH_CHECK(degree >= 0 && degree <= SH_MAX_DEGREE, "recon sh: degree must be in [0, ",
-              SH_MAX_DEGREE, "], got ", degree);
-  TORCH_CHECK(dirs.dim() == 3 && dirs.size(2) == 3, "recon sh: dirs must be [B, N, 3], got ",
-              dirs.sizes());
-  const int64_t B = dirs.size(0), N = dirs.size(1);
-  const bool shared = coeffs.dim() == 3;
-  TORCH_CHECK((shared && coeffs.size(0) == N) ||
-                  (coeffs.dim() == 4 && coeffs.size(0) == B && coeffs.size(1) == N),
-              "recon sh: coeffs must be [N, K, C] or [B, N, K, C] with B = ", B, ", N = ", N,
-              ", got ", coeffs.sizes());
-  const int64_t K = coeffs.size(-2);
-  TORCH_CHECK(K >= (degree + 1) * (degree + 1), "recon sh: degree ", degree, " needs ",
-              (degree + 1) * (degree + 1), " coefficients per channel, got ", K);
-  TORCH_CHECK(dirs.scalar_type() == coeffs.scalar_type() &&
-                  (dirs.scalar_type() == at::kFloat || dirs.scalar_type() == at::kDouble),
-              "recon sh: dirs and coeffs must share a float32/float64 dtype");
-  TORCH_CHECK(dirs.is_contiguous() && coeffs.is_contiguous() && dirs.device() == coeffs.device(),
-              "recon sh: inputs must be contiguous and on one device");
-  return ShSizes{static_cast<int>(B), static_cast<int>(N), static_cast<int>(K),
-                 static_cast<int>(coeffs.size(-1)), shared};
-}
-
 at::Tensor sh_fwd_cpu(int64_t degree, const at::Tensor& dirs, const at::Tensor& coeffs) {
   const ShSizes s = check_sh_inputs(degree, dirs, coeffs);
   at::Tensor colors = at::empty({s.B, s.N, s.C}, dirs.options());
@@ -253,6 +254,19 @@ TORCH_LIBRARY(recon, m) {
   m.def("sh_fwd(int degree, Tensor dirs, Tensor coeffs) -> Tensor colors");
   m.def("sh_bwd(int degree, Tensor dirs, Tensor coeffs, Tensor v_colors) "
         "-> (Tensor v_dirs, Tensor v_coeffs)");
+  // Fused Gaussian projection: CUDA only (the torch projection is the CPU path and reference).
+  m.def(
+      "project_gaussians_fwd(Tensor means, Tensor quats, Tensor log_scales, "
+      "Tensor opacity_logits, Tensor viewmats, Tensor Ks, int width, int height, float eps2d, "
+      "float near_plane, float far_plane, float radius_clip, bool antialiased) "
+      "-> (Tensor means2d, Tensor conics, Tensor opacities, Tensor depths, Tensor bounds, "
+      "Tensor radii, Tensor normals)");
+  m.def(
+      "project_gaussians_bwd(Tensor means, Tensor quats, Tensor log_scales, "
+      "Tensor opacity_logits, Tensor viewmats, Tensor Ks, int width, int height, float eps2d, "
+      "float near_plane, float far_plane, float radius_clip, bool antialiased, "
+      "Tensor v_means2d, Tensor v_conics, Tensor v_opacities, Tensor v_depths, Tensor v_normals) "
+      "-> (Tensor v_means, Tensor v_quats, Tensor v_log_scales, Tensor v_opacity_logits)");
 }
 
 TORCH_LIBRARY_IMPL(recon, CPU, m) {

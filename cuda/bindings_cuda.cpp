@@ -5,12 +5,15 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "gpu/project.h"
 #include "gpu/rasterize.h"
+#include "gpu/sh.h"
 
 namespace recon {
 
@@ -23,6 +26,11 @@ void check_bounds(const RasterParams& p, const at::Tensor& params, const at::Ten
 void check_backward_inputs(const RasterParams& p, const at::Tensor& params,
                            const at::Tensor& final_T, const at::Tensor& last_idx,
                            const at::Tensor& v_out, const at::Tensor& v_alpha);
+struct ShSizes {
+  int B, N, K, C;
+  bool shared;
+};
+ShSizes check_sh_inputs(int64_t degree, const at::Tensor& dirs, const at::Tensor& coeffs);
 
 namespace {
 
@@ -109,10 +117,174 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_bwd_cuda(
   return {v_params, v_opacities, v_features, abs_params};
 }
 
+at::Tensor sh_fwd_cuda(int64_t degree, const at::Tensor& dirs, const at::Tensor& coeffs) {
+  const ShSizes s = check_sh_inputs(degree, dirs, coeffs);
+  const c10::cuda::CUDAGuard guard(dirs.device());
+  at::Tensor colors = at::empty({s.B, s.N, s.C}, dirs.options());
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
+  AT_DISPATCH_FLOATING_TYPES(dirs.scalar_type(), "recon::sh_fwd_cuda", [&] {
+    gpu::sh_forward<scalar_t>(static_cast<int>(degree), s.B, s.N, s.K, s.C, s.shared,
+                              dirs.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(),
+                              colors.data_ptr<scalar_t>(), stream);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return colors;
+}
+
+std::tuple<at::Tensor, at::Tensor> sh_bwd_cuda(int64_t degree, const at::Tensor& dirs,
+                                               const at::Tensor& coeffs,
+                                               const at::Tensor& v_colors) {
+  const ShSizes s = check_sh_inputs(degree, dirs, coeffs);
+  TORCH_CHECK(v_colors.sizes() == at::IntArrayRef({s.B, s.N, s.C}) && v_colors.is_contiguous() &&
+                  v_colors.scalar_type() == dirs.scalar_type() &&
+                  v_colors.device() == dirs.device(),
+              "recon sh backward: v_colors must be a contiguous [B, N, C] tensor of the dtype "
+              "and device of dirs, got ", v_colors.sizes());
+  const c10::cuda::CUDAGuard guard(dirs.device());
+  at::Tensor v_dirs = at::empty_like(dirs);
+  at::Tensor v_coeffs = at::zeros_like(coeffs);
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
+  AT_DISPATCH_FLOATING_TYPES(dirs.scalar_type(), "recon::sh_bwd_cuda", [&] {
+    gpu::sh_backward<scalar_t>(static_cast<int>(degree), s.B, s.N, s.K, s.C, s.shared,
+                               dirs.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(),
+                               v_colors.data_ptr<scalar_t>(), v_dirs.data_ptr<scalar_t>(),
+                               v_coeffs.data_ptr<scalar_t>(), stream);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {v_dirs, v_coeffs};
+}
+
+// Checks the projection inputs (shapes in cuda/gpu/project.h) and returns the sizes.
+gpu::ProjectOptions check_project_inputs(const at::Tensor& means, const at::Tensor& quats,
+                                         const at::Tensor& log_scales,
+                                         const at::Tensor& opacity_logits,
+                                         const at::Tensor& viewmats, const at::Tensor& Ks,
+                                         int64_t width, int64_t height, double eps2d,
+                                         double near_plane, double far_plane, double radius_clip,
+                                         bool antialiased) {
+  TORCH_CHECK(means.dim() == 2 && means.size(1) == 3, "recon projection: means must be [N, 3], got ",
+              means.sizes());
+  const int64_t N = means.size(0);
+  const int64_t B = viewmats.size(0);
+  auto expect = [&](const at::Tensor& t, std::vector<int64_t> shape, const char* name) {
+    TORCH_CHECK(t.sizes() == at::IntArrayRef(shape) && t.scalar_type() == means.scalar_type() &&
+                    t.device() == means.device() && t.is_contiguous(),
+                "recon projection: ", name, " must be a contiguous ", means.scalar_type(),
+                " tensor of shape ", at::IntArrayRef(shape), " on ", means.device(), ", got ",
+                t.scalar_type(), " ", t.sizes(), " on ", t.device());
+  };
+  TORCH_CHECK(means.scalar_type() == at::kFloat || means.scalar_type() == at::kDouble,
+              "recon projection: float32 or float64 tensors expected, got ", means.scalar_type());
+  expect(means, {N, 3}, "means");
+  expect(quats, {N, 4}, "quats");
+  expect(log_scales, {N, 3}, "log_scales");
+  expect(opacity_logits, {N}, "opacity_logits");
+  expect(viewmats, {B, 4, 4}, "viewmats");
+  expect(Ks, {B, 3, 3}, "Ks");
+  TORCH_CHECK(width > 0 && height > 0, "recon projection: image size must be positive");
+  TORCH_CHECK(B * N < (int64_t(1) << 31), "recon projection: too many Gaussians x cameras");
+  return gpu::ProjectOptions{static_cast<int>(B), static_cast<int>(N), static_cast<int>(width),
+                             static_cast<int>(height), eps2d, near_plane, far_plane,
+                             radius_clip, antialiased};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+project_gaussians_fwd_cuda(const at::Tensor& means, const at::Tensor& quats,
+                           const at::Tensor& log_scales, const at::Tensor& opacity_logits,
+                           const at::Tensor& viewmats, const at::Tensor& Ks, int64_t width,
+                           int64_t height, double eps2d, double near_plane, double far_plane,
+                           double radius_clip, bool antialiased) {
+  const gpu::ProjectOptions o =
+      check_project_inputs(means, quats, log_scales, opacity_logits, viewmats, Ks, width, height,
+                           eps2d, near_plane, far_plane, radius_clip, antialiased);
+  const c10::cuda::CUDAGuard guard(means.device());
+  const auto opts = means.options();
+  const auto iopts = opts.dtype(at::kInt);
+  at::Tensor means2d = at::empty({o.B, o.N, 2}, opts);
+  at::Tensor conics = at::empty({o.B, o.N, 3}, opts);
+  at::Tensor opacities = at::empty({o.B, o.N}, opts);
+  at::Tensor depths = at::empty({o.B, o.N}, opts);
+  at::Tensor bounds = at::empty({o.B, o.N, 4}, iopts);
+  at::Tensor radii = at::empty({o.B, o.N}, iopts);
+  at::Tensor normals = at::empty({o.B, o.N, 3}, opts);
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "recon::project_gaussians_fwd", [&] {
+    gpu::ProjectForwardArgs<scalar_t> a{o,
+                                        means.data_ptr<scalar_t>(),
+                                        quats.data_ptr<scalar_t>(),
+                                        log_scales.data_ptr<scalar_t>(),
+                                        opacity_logits.data_ptr<scalar_t>(),
+                                        viewmats.data_ptr<scalar_t>(),
+                                        Ks.data_ptr<scalar_t>(),
+                                        means2d.data_ptr<scalar_t>(),
+                                        conics.data_ptr<scalar_t>(),
+                                        opacities.data_ptr<scalar_t>(),
+                                        depths.data_ptr<scalar_t>(),
+                                        normals.data_ptr<scalar_t>(),
+                                        bounds.data_ptr<int32_t>(),
+                                        radii.data_ptr<int32_t>()};
+    gpu::project_gaussians_forward<scalar_t>(a, stream);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {means2d, conics, opacities, depths, bounds, radii, normals};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> project_gaussians_bwd_cuda(
+    const at::Tensor& means, const at::Tensor& quats, const at::Tensor& log_scales,
+    const at::Tensor& opacity_logits, const at::Tensor& viewmats, const at::Tensor& Ks,
+    int64_t width, int64_t height, double eps2d, double near_plane, double far_plane,
+    double radius_clip, bool antialiased, const at::Tensor& v_means2d, const at::Tensor& v_conics,
+    const at::Tensor& v_opacities, const at::Tensor& v_depths, const at::Tensor& v_normals) {
+  const gpu::ProjectOptions o =
+      check_project_inputs(means, quats, log_scales, opacity_logits, viewmats, Ks, width, height,
+                           eps2d, near_plane, far_plane, radius_clip, antialiased);
+  const std::pair<const at::Tensor*, int64_t> cotangents[] = {
+      {&v_means2d, 2}, {&v_conics, 3}, {&v_opacities, 0}, {&v_depths, 0}, {&v_normals, 3}};
+  for (const auto& [t, last] : cotangents) {
+    const std::vector<int64_t> shape =
+        last ? std::vector<int64_t>{o.B, o.N, last} : std::vector<int64_t>{o.B, o.N};
+    TORCH_CHECK(t->sizes() == at::IntArrayRef(shape) && t->is_contiguous() &&
+                    t->scalar_type() == means.scalar_type() && t->device() == means.device(),
+                "recon projection backward: cotangents must be contiguous tensors shaped like "
+                "the forward outputs, got ", t->sizes());
+  }
+  const c10::cuda::CUDAGuard guard(means.device());
+  at::Tensor v_means = at::empty_like(means);
+  at::Tensor v_quats = at::empty_like(quats);
+  at::Tensor v_log_scales = at::empty_like(log_scales);
+  at::Tensor v_logits = at::empty_like(opacity_logits);
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "recon::project_gaussians_bwd", [&] {
+    gpu::ProjectBackwardArgs<scalar_t> a{o,
+                                         means.data_ptr<scalar_t>(),
+                                         quats.data_ptr<scalar_t>(),
+                                         log_scales.data_ptr<scalar_t>(),
+                                         opacity_logits.data_ptr<scalar_t>(),
+                                         viewmats.data_ptr<scalar_t>(),
+                                         Ks.data_ptr<scalar_t>(),
+                                         v_means2d.data_ptr<scalar_t>(),
+                                         v_conics.data_ptr<scalar_t>(),
+                                         v_opacities.data_ptr<scalar_t>(),
+                                         v_depths.data_ptr<scalar_t>(),
+                                         v_normals.data_ptr<scalar_t>(),
+                                         v_means.data_ptr<scalar_t>(),
+                                         v_quats.data_ptr<scalar_t>(),
+                                         v_log_scales.data_ptr<scalar_t>(),
+                                         v_logits.data_ptr<scalar_t>()};
+    gpu::project_gaussians_backward<scalar_t>(a, stream);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {v_means, v_quats, v_log_scales, v_logits};
+}
+
 }  // namespace
 }  // namespace recon
 
 TORCH_LIBRARY_IMPL(recon, CUDA, m) {
   m.impl("rasterize_fwd", &recon::rasterize_fwd_cuda);
   m.impl("rasterize_bwd", &recon::rasterize_bwd_cuda);
+  m.impl("sh_fwd", &recon::sh_fwd_cuda);
+  m.impl("sh_bwd", &recon::sh_bwd_cuda);
+  m.impl("project_gaussians_fwd", &recon::project_gaussians_fwd_cuda);
+  m.impl("project_gaussians_bwd", &recon::project_gaussians_bwd_cuda);
 }

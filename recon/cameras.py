@@ -220,6 +220,8 @@ def cameras_to_tensors(cameras, device="cpu"):
     """Stack cameras into torch tensors: viewmats [B,4,4] and Ks [B,3,3] (float32)."""
     import torch
 
-    viewmats = torch.tensor(np.stack([c.world_to_camera for c in cameras]), dtype=torch.float32)
-    Ks = torch.tensor(np.stack([c.K for c in cameras]), dtype=torch.float32)
-    return viewmats.to(device), Ks.to(device)
+    # One host->device copy for both (this runs once per render call).
+    packed = np.concatenate([np.stack([c.world_to_camera for c in cameras]).reshape(-1, 16),
+                             np.stack([c.K for c in cameras]).reshape(-1, 9)], axis=1)
+    packed = torch.from_numpy(packed.astype(np.float32)).to(device)
+    return packed[:, :16].reshape(-1, 4, 4), packed[:, 16:].reshape(-1, 3, 3)

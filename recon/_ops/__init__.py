@@ -3,7 +3,9 @@
 Importing this package compiles nothing; the extension is built on the first op call.
 """
 
+from recon._ops.project import ProjectedGaussians, project_gaussians
 from recon._ops.rasterize import Rasterized, rasterize
 from recon._ops.sh import spherical_harmonics
 
-__all__ = ["Rasterized", "rasterize", "spherical_harmonics"]
+__all__ = ["ProjectedGaussians", "Rasterized", "project_gaussians", "rasterize",
+           "spherical_harmonics"]

@@ -1,5 +1,5 @@
-"""Spherical-harmonics colours as a native op (CPU), an autograd Function over ``recon::sh_fwd``
-/ ``recon::sh_bwd``. Same values as the torch ``recon.render.sh.eval_sh``, several times faster
+"""Spherical-harmonics colours as a native op (CPU and CUDA), an autograd Function over
+``recon::sh_fwd`` / ``recon::sh_bwd``. Same values as the torch ``recon.render.sh.eval_sh``, several times faster
 forward and backward for large N (no [N, K, C] temporaries)."""
 
 from __future__ import annotations
@@ -27,5 +27,5 @@ class _SphericalHarmonics(torch.autograd.Function):
 
 def spherical_harmonics(degree: int, dirs: Tensor, coeffs: Tensor) -> Tensor:
     """Σ_k Y_k(dirs/|dirs|) coeffs_k: dirs [B, N, 3], coeffs [N, K, C] (shared by the B cameras)
-    or [B, N, K, C] -> [B, N, C]. CPU tensors (no CUDA kernel: use the torch eval_sh there)."""
+    or [B, N, K, C] -> [B, N, C], on the CPU or a CUDA device."""
     return _SphericalHarmonics.apply(int(degree), dirs.contiguous(), coeffs.contiguous())

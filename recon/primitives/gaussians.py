@@ -65,9 +65,34 @@ def covariances(quats: Tensor, scales: Tensor) -> Tensor:
 def project(gaussians: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, height: int, *,
             eps2d: float = 0.3, near_plane: float = 0.01, far_plane: float = 1e10,
             antialiased: bool = False, radius_clip: float = 0.0) -> Footprints:
+    """EWA-project the Gaussians into B pinhole cameras (see :func:`project_torch`). On a CUDA
+    device one fused kernel per direction computes the same footprints (the torch version is
+    ~100 small kernels each way); the torch version serves the CPU, cameras that need gradients,
+    and machines where the native extension cannot be built."""
+    options = dict(eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+                   antialiased=antialiased, radius_clip=radius_clip)
+    if gaussians.means.is_cuda and not (viewmats.requires_grad or Ks.requires_grad):
+        from recon._ops import project_gaussians
+        from recon._ops.build import NativeBuildError
+
+        try:
+            p = project_gaussians(gaussians.means, gaussians.quats, gaussians.log_scales,
+                                  gaussians.opacity_logits, viewmats, Ks, width, height,
+                                  **options)
+        except NativeBuildError:  # e.g. backend="torch" without a compiler: stay in torch
+            return project_torch(gaussians, viewmats, Ks, width, height, **options)
+        return Footprints(kind=KIND_GAUSSIAN, params=torch.cat([p.means2d, p.conics], -1),
+                          opacities=p.opacities, depths=p.depths, bounds=p.bounds,
+                          means2d=p.means2d, radii=p.radii, normals=p.normals, vertices=1)
+    return project_torch(gaussians, viewmats, Ks, width, height, **options)
+
+
+def project_torch(gaussians: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, height: int, *,
+                  eps2d: float = 0.3, near_plane: float = 0.01, far_plane: float = 1e10,
+                  antialiased: bool = False, radius_clip: float = 0.0) -> Footprints:
     """EWA-project the Gaussians into B pinhole cameras (viewmats [B,4,4] world->camera, OpenCV
-    axes; Ks [B,3,3]). Culls behind the near plane, beyond the far plane, off-screen, below
-    α = 1/255 everywhere, and with screen radius <= ``radius_clip``."""
+    axes; Ks [B,3,3]) with torch ops (autograd). Culls behind the near plane, beyond the far
+    plane, off-screen, below α = 1/255 everywhere, and with screen radius <= ``radius_clip``."""
     rot_w = quat_to_rotmat(gaussians.quats)                                   # [N,3,3]
     R, t = viewmats[:, :3, :3], viewmats[:, None, :3, 3]                     # [B,3,3], [B,1,3]
     # einsum turns these into one matrix product per camera (not N tiny 3x3 products).
@@ -146,4 +171,5 @@ def kernel_torch(params: Tensor, px: Tensor, py: Tensor) -> tuple[Tensor, Tensor
 
 register(Gaussians, KIND_GAUSSIAN, project, kernel_torch)
 
-__all__ = ["Gaussians", "covariances", "kernel_torch", "project", "quat_to_rotmat"]
+__all__ = ["Gaussians", "covariances", "kernel_torch", "project", "project_torch",
+           "quat_to_rotmat"]

@@ -85,9 +85,10 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
     V = fp.vertices
 
     if sh_degree is not None:
-        cam_centers = torch.linalg.inv(viewmats)[:, :3, 3]
+        # Rigid world->camera: the centre is -Rᵀ t (linalg.inv would sync with a CUDA host).
+        cam_centers = -torch.einsum("bji,bj->bi", viewmats[:, :3, :3], viewmats[:, :3, 3])
         dirs = centers[None] - cam_centers[:, None]                                 # [B,N,3]
-        features = (_sh_colors(sh_degree, dirs, features, native=backend == "cpu") + 0.5)
+        features = (_sh_colors(sh_degree, dirs, features, native=backend != "torch") + 0.5)
         features = features.clamp_min(0.0)
     feats = _per_camera_vertex_features(features, B, N, V).to(dtype)
     C = feats.shape[-1]
@@ -110,7 +111,7 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
     if depth:
         drawn = alpha > 0
         depth_map = torch.where(drawn, image[..., C] / torch.where(drawn, alpha, 1.0), zero)
-        median = _gather_or_missing(fp.depths.reshape(-1), median_flat, zero)
+        median = _gather_or_missing(fp.depths.reshape(-1), median_flat, 0.0)
     else:
         depth_map = median = torch.zeros_like(alpha)
     normal_map = image[..., -3:].permute(0, 3, 1, 2) if want_normals else None
@@ -172,8 +173,8 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
 
 
 def _sh_colors(degree: int, dirs: Tensor, coeffs: Tensor, native: bool) -> Tensor:
-    """SH colours [B,N,C] from coefficients [N,K,C] or [B,N,K,C]; the native op on the CPU
-    backend (much faster for large N), the torch evaluation elsewhere."""
+    """SH colours [B,N,C] from coefficients [N,K,C] or [B,N,K,C]; the native op on the CPU and
+    CUDA backends (much faster for large N), the torch evaluation for backend="torch"."""
     from recon.render.sh import MAX_DEGREE, eval_sh, num_bases
 
     if not 0 <= degree <= MAX_DEGREE or coeffs.dim() not in (3, 4) \
@@ -193,8 +194,8 @@ def _sh_colors(degree: int, dirs: Tensor, coeffs: Tensor, native: bool) -> Tenso
 
 def _gather_or_missing(values: Tensor, index: Tensor, missing) -> Tensor:
     """values[index] where index >= 0, else ``missing`` (also when ``values`` is empty)."""
-    padded = torch.cat([values, torch.as_tensor(missing, dtype=values.dtype,
-                                                device=values.device).reshape(1)])
+    padded = torch.cat([values, torch.full((1,), missing, dtype=values.dtype,
+                                           device=values.device)])
     return padded[torch.where(index >= 0, index, padded.numel() - 1)]
 
 

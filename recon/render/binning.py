@@ -1,6 +1,7 @@
 """Tile binning: every (camera, primitive, touched tile) triple becomes one intersection, sorted by
 a 64-bit key (camera·tile id in the high 32 bits, the depth's float bits in the low 32), so each
-tile's primitives come out contiguous and front to back. Runs with torch ops on either device."""
+tile's primitives come out contiguous and front to back. Runs with torch ops on either device;
+on a GPU the only host synchronisation is reading the intersection count (to size the arrays)."""
 
 from __future__ import annotations
 
@@ -34,29 +35,27 @@ def bin_footprints(bounds: Tensor, depths: Tensor, width: int, height: int,
     b = bounds.reshape(B * N, 4).to(torch.int64)
     tx0 = b[:, 0].clamp(0, width) // tile_size
     ty0 = b[:, 1].clamp(0, height) // tile_size
-    tx1 = (b[:, 2].clamp(0, width) + tile_size - 1) // tile_size
-    ty1 = (b[:, 3].clamp(0, height) + tile_size - 1) // tile_size
-    span_x = (tx1 - tx0).clamp_min(0)
-    span_y = (ty1 - ty0).clamp_min(0)
+    span_x = ((b[:, 2].clamp(0, width) + tile_size - 1) // tile_size - tx0).clamp_min(0)
+    span_y = ((b[:, 3].clamp(0, height) + tile_size - 1) // tile_size - ty0).clamp_min(0)
     empty = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
-    counts = torch.where(empty, torch.zeros_like(span_x), span_x * span_y)
+    counts = torch.where(empty, 0, span_x * span_y)
 
-    prims = torch.repeat_interleave(torch.arange(B * N, device=device), counts)
+    ends = torch.cumsum(counts, 0)
+    total = int(ends[-1]) if ends.numel() else 0  # the one host sync: sizes the arrays below
+    prims = torch.repeat_interleave(torch.arange(B * N, device=device), counts,
+                                    output_size=total)
     # Position of each intersection inside its primitive's tile rectangle.
-    first = torch.cumsum(counts, 0) - counts
-    local = torch.arange(prims.numel(), device=device) - first[prims]
+    local = torch.arange(total, device=device) - (ends - counts)[prims]
     width_p = span_x[prims].clamp_min(1)
-    tile_x = tx0[prims] + local % width_p
-    tile_y = ty0[prims] + local // width_p
-    camera = prims // N
-    tile = camera * num_tiles + tile_y * tiles_x + tile_x
+    tile = (prims // N) * num_tiles + (ty0[prims] + local // width_p) * tiles_x \
+        + tx0[prims] + local % width_p
 
     depth_bits = depths.reshape(-1).to(torch.float32).view(torch.int32)[prims].to(torch.int64)
     keys = (tile << 32) | (depth_bits & 0xFFFFFFFF)
     keys, order = torch.sort(keys, stable=True)
     isect_prims = prims[order].to(torch.int32)
 
-    per_tile = torch.bincount(tile, minlength=B * num_tiles)
-    ends = torch.cumsum(per_tile, 0)
-    tile_ranges = torch.stack([ends - per_tile, ends], -1).to(torch.int32)
+    # Each tile's [start, end) by binary search in the sorted tile ids (no bincount: that syncs).
+    edges = torch.searchsorted(keys >> 32, torch.arange(B * num_tiles + 1, device=device))
+    tile_ranges = torch.stack([edges[:-1], edges[1:]], -1).to(torch.int32)
     return Bins(isect_prims.contiguous(), tile_ranges.contiguous(), tiles_x, tiles_y)
