@@ -112,6 +112,22 @@ def timed(fn, repeats: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
+def profile(spec: str, iterations: int = 5) -> None:
+    """Where recon's fwd+bwd time goes: CUDA kernels by total time, launches, host syncs."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    size, n = spec.split(":")
+    width, height = (int(v) for v in size.split("x"))
+    tensors, cam = gaussian_scene(int(n)), camera(width, height)
+    timed(lambda: recon_cuda(tensors, cam, True), 3)
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(iterations):
+            recon_cuda(tensors, cam, True)
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="800x800,1920x1080")
@@ -120,7 +136,12 @@ def main() -> None:
     ap.add_argument("--no-gsplat", action="store_true", help="time recon's kernels only")
     ap.add_argument("--other-counts", default="10000,100000",
                     help="convex and triangle counts (empty: skip them)")
+    ap.add_argument("--profile", default="",
+                    help="WxH:N: print torch.profiler's top CUDA kernels of recon fwd+bwd there")
     args = ap.parse_args()
+    if args.profile:
+        profile(args.profile)
+        return
     device = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
               "cuda": torch.version.cuda}
     try:

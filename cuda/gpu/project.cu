@@ -102,6 +102,16 @@ __device__ __forceinline__ Projected<T> project_one(const ProjectOptions& o, con
   return P;
 }
 
+// The camera-space shortest axis (column `shortest` of M) in axis[3]; returns the sign that
+// turns it towards the camera. Selects instead of indexing keep M in registers.
+template <typename T>
+__device__ __forceinline__ T normal_axis(const Projected<T>& P, T* axis) {
+#pragma unroll
+  for (int i = 0; i < 3; ++i)
+    axis[i] = P.shortest == 0 ? P.M[3 * i] : P.shortest == 1 ? P.M[3 * i + 1] : P.M[3 * i + 2];
+  return axis[0] * P.mc[0] + axis[1] * P.mc[1] + axis[2] * P.mc[2] > T(0) ? T(-1) : T(1);
+}
+
 template <typename T>
 __global__ void forward_kernel(ProjectForwardArgs<T> a) {
   const ProjectOptions& o = a.o;
@@ -143,9 +153,8 @@ __global__ void forward_kernel(ProjectForwardArgs<T> a) {
   a.radii[m] = visible ? static_cast<int32_t>(radius) : 0;
 
   // Normal: the shortest axis in camera space (column of M), turned to face the camera.
-  const int k = P.shortest;
-  const T axis[3] = {P.M[k], P.M[3 + k], P.M[6 + k]};
-  const T facing = axis[0] * P.mc[0] + axis[1] * P.mc[1] + axis[2] * P.mc[2] > T(0) ? T(-1) : T(1);
+  T axis[3];
+  const T facing = normal_axis(P, axis);
   for (int i = 0; i < 3; ++i) a.normals[3 * m + i] = axis[i] * facing;
 }
 
@@ -225,10 +234,13 @@ __global__ void backward_kernel(ProjectBackwardArgs<T> a) {
         v_ls[j] += v_A[3 * i + j] * P.M[3 * i + j] * P.s[j];
       }
     {
-      const int k = P.shortest;
-      const T facing =
-          P.M[k] * P.mc[0] + P.M[3 + k] * P.mc[1] + P.M[6 + k] * P.mc[2] > T(0) ? T(-1) : T(1);
-      for (int i = 0; i < 3; ++i) v_M[3 * i + k] += facing * a.v_normals[3 * m + i];
+      T axis[3];
+      const T facing = normal_axis(P, axis);
+#pragma unroll
+      for (int i = 0; i < 3; ++i)
+#pragma unroll
+        for (int j = 0; j < 3; ++j)
+          if (j == P.shortest) v_M[3 * i + j] += facing * a.v_normals[3 * m + i];
     }
     // M = Rv Rw, mean_c = Rv mean + t.
     T G[9];

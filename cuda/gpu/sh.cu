@@ -2,6 +2,8 @@
 // cuda/include/sh.h (shared with the OpenMP loops of cuda/cpu/sh.cpp).
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
 #include "../include/sh.h"
 #include "sh.h"
 
@@ -11,17 +13,18 @@ namespace {
 
 constexpr int THREADS = 256;
 
-template <typename T>
-__global__ void sh_forward_kernel(int degree, int B, int N, int K, int C, bool shared, const T* dirs,
+// DEG is the degree (a compile-time constant keeps the bases in registers).
+template <typename T, int DEG>
+__global__ void sh_forward_kernel(int B, int N, int K, int C, bool shared, const T* dirs,
                                   const T* coeffs, T* colors) {
   const long m = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (m >= static_cast<long>(B) * N) return;
   const long n = shared ? m % N : m;
-  sh_forward_point(degree, dirs + 3 * m, coeffs + n * K * C, C, colors + m * C);
+  sh_forward_point(DEG, dirs + 3 * m, coeffs + n * K * C, C, colors + m * C);
 }
 
-template <typename T>
-__global__ void sh_backward_kernel(int degree, int B, int N, int K, int C, bool shared,
+template <typename T, int DEG>
+__global__ void sh_backward_kernel(int B, int N, int K, int C, bool shared,
                                    const T* dirs, const T* coeffs, const T* v_colors, T* v_dirs,
                                    T* v_coeffs) {
   // Thread per (shared) coefficient row: with shared coefficients it loops over the cameras.
@@ -30,12 +33,23 @@ __global__ void sh_backward_kernel(int degree, int B, int N, int K, int C, bool 
   if (r >= rows) return;
   for (int b = 0; b < (shared ? B : 1); ++b) {
     const long m = shared ? static_cast<long>(b) * N + r : r;
-    sh_backward_point(degree, dirs + 3 * m, coeffs + r * K * C, C, v_colors + m * C,
+    sh_backward_point(DEG, dirs + 3 * m, coeffs + r * K * C, C, v_colors + m * C,
                       v_dirs + 3 * m, v_coeffs + r * K * C);
   }
 }
 
 int blocks_for(long items) { return static_cast<int>((items + THREADS - 1) / THREADS); }
+
+// Calls f(std::integral_constant<int, degree>) for degree in [0, SH_MAX_DEGREE].
+template <typename F>
+void dispatch_degree(int degree, F&& f) {
+  switch (degree) {
+    case 0: f(std::integral_constant<int, 0>{}); break;
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    default: f(std::integral_constant<int, 3>{}); break;
+  }
+}
 
 }  // namespace
 
@@ -44,8 +58,11 @@ void sh_forward(int degree, int B, int N, int K, int C, bool shared_coeffs, cons
                 const T* coeffs, T* colors, void* stream) {
   const long items = static_cast<long>(B) * N;
   if (items == 0) return;
-  sh_forward_kernel<T><<<blocks_for(items), THREADS, 0, static_cast<cudaStream_t>(stream)>>>(
-      degree, B, N, K, C, shared_coeffs, dirs, coeffs, colors);
+  dispatch_degree(degree, [&](auto deg) {
+    sh_forward_kernel<T, decltype(deg)::value>
+        <<<blocks_for(items), THREADS, 0, static_cast<cudaStream_t>(stream)>>>(
+            B, N, K, C, shared_coeffs, dirs, coeffs, colors);
+  });
 }
 
 template <typename T>
@@ -53,8 +70,11 @@ void sh_backward(int degree, int B, int N, int K, int C, bool shared_coeffs, con
                  const T* coeffs, const T* v_colors, T* v_dirs, T* v_coeffs, void* stream) {
   const long rows = shared_coeffs ? N : static_cast<long>(B) * N;
   if (rows == 0) return;
-  sh_backward_kernel<T><<<blocks_for(rows), THREADS, 0, static_cast<cudaStream_t>(stream)>>>(
-      degree, B, N, K, C, shared_coeffs, dirs, coeffs, v_colors, v_dirs, v_coeffs);
+  dispatch_degree(degree, [&](auto deg) {
+    sh_backward_kernel<T, decltype(deg)::value>
+        <<<blocks_for(rows), THREADS, 0, static_cast<cudaStream_t>(stream)>>>(
+            B, N, K, C, shared_coeffs, dirs, coeffs, v_colors, v_dirs, v_coeffs);
+  });
 }
 
 template void sh_forward<float>(int, int, int, int, int, bool, const float*, const float*, float*,
