@@ -142,7 +142,7 @@ std::tuple<at::Tensor, at::Tensor> sh_bwd_cuda(int64_t degree, const at::Tensor&
               "and device of dirs, got ", v_colors.sizes());
   const c10::cuda::CUDAGuard guard(dirs.device());
   at::Tensor v_dirs = at::empty_like(dirs);
-  at::Tensor v_coeffs = at::zeros_like(coeffs);
+  at::Tensor v_coeffs = at::empty_like(coeffs);
   void* stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(dirs.scalar_type(), "recon::sh_bwd_cuda", [&] {
     gpu::sh_backward<scalar_t>(static_cast<int>(degree), s.B, s.N, s.K, s.C, s.shared,

@@ -8,8 +8,8 @@ namespace gpu {
 template <typename T>
 void sh_forward(int degree, int B, int N, int K, int C, bool shared_coeffs, const T* dirs,
                 const T* coeffs, T* colors, void* stream);
-// v_coeffs zero-initialised; with shared coefficients one thread sums a point's B cameras (no
-// atomics, deterministic).
+// v_dirs and v_coeffs are written (no zeroing needed); with shared coefficients one thread sums
+// the B cameras of a coefficient (no atomics, deterministic).
 template <typename T>
 void sh_backward(int degree, int B, int N, int K, int C, bool shared_coeffs, const T* dirs,
                  const T* coeffs, const T* v_colors, T* v_dirs, T* v_coeffs, void* stream);
