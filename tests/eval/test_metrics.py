@@ -100,9 +100,10 @@ def test_metrics_are_differentiable():
     pred, gt = images(7, shape=(2, 13, 14))
     for padding in ("valid", "same"):
         x = pred.clone().requires_grad_(True)
-        assert torch.autograd.gradcheck(lambda p: ssim(p, gt, padding=padding), (x,))
+        # fast_mode checks the Jacobian along random directions: one pass instead of one per pixel.
+        assert torch.autograd.gradcheck(lambda p: ssim(p, gt, padding=padding), (x,), fast_mode=True)
     x = pred.clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda p: psnr(p, gt), (x,))
+    assert torch.autograd.gradcheck(lambda p: psnr(p, gt), (x,), fast_mode=True)
 
 
 def test_bad_inputs_raise_recon_errors():
