@@ -100,6 +100,7 @@ class Trainer:
         """A new run in ``config.out`` (refusing a non-empty one without ``force``), or with
         ``config.resume`` the run there, restored from its newest checkpoint."""
         config.validate()
+        training_device(config.backend)  # a missing GPU fails before anything is written
         run_dir = Path(config.out)
         if config.resume:
             state = ckpt.load_checkpoint(run_dir)

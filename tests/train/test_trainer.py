@@ -186,6 +186,7 @@ def test_gsplat_backend_needs_cuda(tiny_npz, tmp_path):
         pytest.skip("this machine has CUDA")
     with pytest.raises(BackendError, match="needs a CUDA GPU"):
         Trainer.open(tiny_config(tiny_npz, tmp_path / "run", backend="gsplat"))
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.gpu
