@@ -15,26 +15,7 @@ from typing import Literal
 import tyro
 
 from recon.errors import ReconError
-
-
-@dataclass(frozen=True)
-class DataOptions:
-    """How a dataset folder is read (mirrors recon.data.DataConfig)."""
-
-    downscale: int = 1
-    """Integer downscale factor; an existing images_N folder is used when there is one."""
-    max_size: int | None = None
-    """Downscale further so the longer image side is at most this many pixels."""
-    background: Literal["white", "black", "random"] = "white"
-    """Background composited behind images that have alpha."""
-    test_every: int = 8
-    """Every N-th image is held out for testing unless the dataset declares a split."""
-
-    def to_config(self):
-        from recon.data import DataConfig
-
-        return DataConfig(downscale=self.downscale, max_size=self.max_size,
-                          background=self.background, test_every=self.test_every)
+from recon.train.config import DataOptions
 
 
 @dataclass(frozen=True)
@@ -119,7 +100,7 @@ class Info:
     def run_command(self) -> None:
         from recon.data.info import describe, format_description
 
-        desc = describe(self.dataset, self.data.to_config())
+        desc = describe(self.dataset, self.data.to_data_config())
         if self.json:
             import json
 
