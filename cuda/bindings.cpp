@@ -254,6 +254,10 @@ TORCH_LIBRARY(recon, m) {
   m.def("sh_fwd(int degree, Tensor dirs, Tensor coeffs) -> Tensor colors");
   m.def("sh_bwd(int degree, Tensor dirs, Tensor coeffs, Tensor v_colors) "
         "-> (Tensor v_dirs, Tensor v_coeffs)");
+  // Tile binning of pixel boxes [B,N,4] by depth: CUDA only (recon.render.binning is the torch
+  // path and reference). isect_prims [M] int32, tile_ranges [B*tiles,2] int32.
+  m.def("bin_tiles(Tensor bounds, Tensor depths, int width, int height, int tile_size) "
+        "-> (Tensor isect_prims, Tensor tile_ranges)");
   // Fused Gaussian projection: CUDA only (the torch projection is the CPU path and reference).
   m.def(
       "project_gaussians_fwd(Tensor means, Tensor quats, Tensor log_scales, "

@@ -5,12 +5,14 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/cumsum.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "gpu/binning.h"
 #include "gpu/project.h"
 #include "gpu/rasterize.h"
 #include "gpu/sh.h"
@@ -277,6 +279,68 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> project_gaussians_bwd
   return {v_means, v_quats, v_log_scales, v_logits};
 }
 
+// Binning in four launches and one host sync (the intersection count sizes the arrays): tile
+// counts, their prefix sum, keys + primitive ids, a radix sort over the tile-id and depth bits
+// only (32 + bits of the largest camera·tile id), and the per-tile ranges.
+std::tuple<at::Tensor, at::Tensor> bin_tiles_cuda(const at::Tensor& bounds,
+                                                  const at::Tensor& depths, int64_t width,
+                                                  int64_t height, int64_t tile_size) {
+  TORCH_CHECK(depths.dim() == 2 && bounds.dim() == 3 && bounds.size(0) == depths.size(0) &&
+                  bounds.size(1) == depths.size(1) && bounds.size(2) == 4,
+              "recon binning: bounds must be [B,N,4] and depths [B,N], got ", bounds.sizes(),
+              " and ", depths.sizes());
+  TORCH_CHECK(bounds.device() == depths.device(),
+              "recon binning: bounds and depths must be on the same device");
+  TORCH_CHECK(width > 0 && height > 0 && tile_size > 0,
+              "recon binning: width, height and tile_size must be positive");
+  const c10::cuda::CUDAGuard guard(depths.device());
+  const at::Tensor b = bounds.to(at::kInt).contiguous();
+  const at::Tensor d = depths.to(at::kFloat).contiguous();
+  gpu::BinGrid g{static_cast<int>(depths.size(0)), static_cast<int>(depths.size(1)),
+                 static_cast<int>(width), static_cast<int>(height), static_cast<int>(tile_size),
+                 static_cast<int>((width + tile_size - 1) / tile_size),
+                 static_cast<int>((height + tile_size - 1) / tile_size)};
+  const int64_t num_tiles = static_cast<int64_t>(g.B) * g.tiles_x * g.tiles_y;
+  const auto iopts = depths.options().dtype(at::kInt);
+  const auto lopts = depths.options().dtype(at::kLong);
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
+  at::Tensor ranges = at::empty({num_tiles, 2}, iopts);
+  const int64_t n = static_cast<int64_t>(g.B) * g.N;
+  int64_t M = 0;
+  at::Tensor ends;
+  if (n > 0) {
+    at::Tensor counts = at::empty({n}, iopts);
+    gpu::tile_counts(g, b.data_ptr<int32_t>(), counts.data_ptr<int32_t>(), stream);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    ends = at::cumsum(counts, 0, at::kLong);
+    M = ends[n - 1].item<int64_t>();  // the one host sync
+  }
+  TORCH_CHECK(M < (int64_t{1} << 31), "recon binning: ", M,
+              " tile intersections overflow int32; use fewer primitives or a smaller image");
+  at::Tensor keys = at::empty({M}, lopts), prims = at::empty({M}, iopts);
+  at::Tensor sorted_keys = at::empty({M}, lopts), sorted_prims = at::empty({M}, iopts);
+  auto* keys_ptr = reinterpret_cast<uint64_t*>(keys.data_ptr<int64_t>());
+  auto* sorted_keys_ptr = reinterpret_cast<uint64_t*>(sorted_keys.data_ptr<int64_t>());
+  if (M > 0) {
+    gpu::tile_keys(g, b.data_ptr<int32_t>(), d.data_ptr<float>(), ends.data_ptr<int64_t>(),
+                   keys_ptr, prims.data_ptr<int32_t>(), stream);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    int tile_bits = 0;
+    while (tile_bits < 32 && (int64_t{1} << tile_bits) < num_tiles) ++tile_bits;
+    const int end_bit = 32 + tile_bits;
+    const size_t scratch_bytes = gpu::sort_pairs_scratch(M, end_bit);
+    at::Tensor scratch =
+        at::empty({static_cast<int64_t>(scratch_bytes)}, depths.options().dtype(at::kByte));
+    gpu::sort_pairs(scratch.data_ptr(), scratch_bytes, keys_ptr, sorted_keys_ptr,
+                    prims.data_ptr<int32_t>(), sorted_prims.data_ptr<int32_t>(), M, end_bit,
+                    stream);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  gpu::tile_ranges(sorted_keys_ptr, M, num_tiles, ranges.data_ptr<int32_t>(), stream);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {sorted_prims, ranges};
+}
+
 }  // namespace
 }  // namespace recon
 
@@ -285,6 +349,7 @@ TORCH_LIBRARY_IMPL(recon, CUDA, m) {
   m.impl("rasterize_bwd", &recon::rasterize_bwd_cuda);
   m.impl("sh_fwd", &recon::sh_fwd_cuda);
   m.impl("sh_bwd", &recon::sh_bwd_cuda);
+  m.impl("bin_tiles", &recon::bin_tiles_cuda);
   m.impl("project_gaussians_fwd", &recon::project_gaussians_fwd_cuda);
   m.impl("project_gaussians_bwd", &recon::project_gaussians_bwd_cuda);
 }

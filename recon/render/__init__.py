@@ -93,14 +93,16 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
     feats = _per_camera_vertex_features(features, B, N, V).to(dtype)
     C = feats.shape[-1]
     want_normals = normals and fp.normals is not None
-    all_feats = torch.cat([feats, *_extra_channels(fp, depth, want_normals)], -1)
+    extra = _extra_channels(fp, depth, want_normals)
+    all_feats = torch.cat([feats, *extra], -1) if extra else feats  # cat of one would copy
     if fp.means2d.requires_grad:
         fp.means2d.retain_grad()
     absgrad_buf = torch.zeros_like(fp.params) if absgrad and backend != "torch" else None
     image, alpha, max_weight, median_flat = _composite(backend, fp, all_feats, width, height,
-                                                       tile_size, absgrad_buf)
+                                                       tile_size, absgrad_buf, want_median=depth)
 
-    color = image[..., :C].permute(0, 3, 1, 2)
+    # A full-width slice would still make autograd materialise a zero-filled gradient copy.
+    color = (image[..., :C] if extra else image).permute(0, 3, 1, 2)
     if background is not None:
         bg = torch.as_tensor(background, dtype=dtype, device=device)
         if bg.shape != (C,):
@@ -139,9 +141,10 @@ def _extra_channels(fp, depth: bool, normals: bool) -> list[Tensor]:
 
 
 def _composite(backend: str, fp, features: Tensor, width: int, height: int, tile_size: int,
-               absgrad_buf: Tensor | None):
+               absgrad_buf: Tensor | None, want_median: bool = True):
     """Blend the footprints: images [B,H,W,C], alpha [B,H,W], max weight [B,N] and the flat
-    primitive index (b * N + n) that sets each pixel's median depth (-1: none)."""
+    primitive index (b * N + n) that sets each pixel's median depth (-1: none; None when not
+    ``want_median``: the native path then skips its gathers)."""
     if backend == "torch":
         from recon.render.reference import rasterize_dense
 
@@ -158,8 +161,9 @@ def _composite(backend: str, fp, features: Tensor, width: int, height: int, tile
     bins = bin_footprints(fp.bounds, fp.depths, width, height, tile_size)
     out = rasterize(fp.params, fp.opacities, features, bins.isect_prims, bins.tile_ranges,
                     fp.kind, width, height, tile_size, absgrad_buf, bounds=fp.bounds)
-    median = _gather_or_missing(bins.isect_prims.long(), out.median_idx.long(), -1)
-    return out.features, out.alpha, out.max_weight, median
+    median_prim = (_gather_or_missing(bins.isect_prims.long(), out.median_idx.long(), -1)
+                   if want_median else None)
+    return out.features, out.alpha, out.max_weight, median_prim
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:

@@ -28,6 +28,21 @@ def bin_footprints(bounds: Tensor, depths: Tensor, width: int, height: int,
                    tile_size: int = 16) -> Bins:
     """Bin pixel boxes ``bounds`` [B,N,4] (int [xmin, ymin, xmax, ymax), empty = culled) with sort
     keys ``depths`` [B,N] (> 0 where visible) into tiles of ``tile_size`` pixels."""
+    tiles_x, tiles_y = tile_grid(width, height, tile_size)
+    if depths.is_cuda:
+        from recon._ops.build import load_ops
+
+        load_ops()
+        isect_prims, tile_ranges = torch.ops.recon.bin_tiles(bounds, depths, width, height,
+                                                             tile_size)
+        return Bins(isect_prims, tile_ranges, tiles_x, tiles_y)
+    return bin_footprints_torch(bounds, depths, width, height, tile_size)
+
+
+@torch.no_grad()
+def bin_footprints_torch(bounds: Tensor, depths: Tensor, width: int, height: int,
+                         tile_size: int = 16) -> Bins:
+    """The torch binning (any device): the CPU path and the reference of ``recon::bin_tiles``."""
     B, N = depths.shape
     device = depths.device
     tiles_x, tiles_y = tile_grid(width, height, tile_size)

@@ -1,0 +1,135 @@
+// Tile binning on the GPU: per-primitive tile counts, one kernel that writes every intersection's
+// key and primitive id, a radix sort over only the key bits in use, and a kernel that turns the
+// sorted tile ids into per-tile ranges. Same output, bit for bit, as the torch binning.
+#include <cub/device/device_radix_sort.cuh>
+#include <cuda_runtime.h>
+
+#include "binning.h"
+
+namespace recon {
+namespace gpu {
+namespace {
+
+constexpr int kThreads = 256;
+
+inline int blocks_for(int64_t n) { return static_cast<int>((n + kThreads - 1) / kThreads); }
+
+__device__ inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+// The touched tile rectangle [tx0, tx0 + sx) × [ty0, ty0 + sy) of a box; empty boxes give 0 × 0.
+struct TileRect {
+  int tx0, ty0, sx, sy;
+};
+
+__device__ inline TileRect tile_rect(const BinGrid& g, const int32_t* box) {
+  const int ts = g.tile_size;
+  TileRect r;
+  r.tx0 = clampi(box[0], 0, g.width) / ts;
+  r.ty0 = clampi(box[1], 0, g.height) / ts;
+  r.sx = max(0, (clampi(box[2], 0, g.width) + ts - 1) / ts - r.tx0);
+  r.sy = max(0, (clampi(box[3], 0, g.height) + ts - 1) / ts - r.ty0);
+  if (box[2] <= box[0] || box[3] <= box[1]) r.sx = r.sy = 0;
+  return r;
+}
+
+__global__ void tile_counts_kernel(BinGrid g, const int32_t* __restrict__ bounds,
+                                   int32_t* __restrict__ counts) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= static_cast<int64_t>(g.B) * g.N) return;
+  const TileRect r = tile_rect(g, bounds + 4 * i);
+  counts[i] = r.sx * r.sy;
+}
+
+__global__ void tile_keys_kernel(BinGrid g, const int32_t* __restrict__ bounds,
+                                 const float* __restrict__ depths,
+                                 const int64_t* __restrict__ ends, uint64_t* __restrict__ keys,
+                                 int32_t* __restrict__ prims) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= static_cast<int64_t>(g.B) * g.N) return;
+  const TileRect r = tile_rect(g, bounds + 4 * i);
+  if (r.sx * r.sy == 0) return;
+  const uint64_t cam_tile0 = static_cast<uint64_t>(i / g.N) * g.tiles_x * g.tiles_y;
+  const uint64_t depth_bits = __float_as_uint(depths[i]);
+  int64_t out = ends[i] - static_cast<int64_t>(r.sx) * r.sy;
+  for (int y = r.ty0; y < r.ty0 + r.sy; ++y) {
+    for (int x = r.tx0; x < r.tx0 + r.sx; ++x, ++out) {
+      const uint64_t tile = cam_tile0 + static_cast<uint64_t>(y) * g.tiles_x + x;
+      keys[out] = (tile << 32) | depth_bits;
+      prims[out] = static_cast<int32_t>(i);
+    }
+  }
+}
+
+// edge(t) = first sorted index whose tile id is >= t (edge(num_tiles) = M). Intersection i owns
+// the edges of the tiles in (tile[i-1], tile[i]]; the last one also those after its tile.
+__global__ void tile_ranges_kernel(const uint64_t* __restrict__ keys, int64_t M, int64_t num_tiles,
+                                   int32_t* __restrict__ ranges) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= M) return;
+  const int64_t tile = static_cast<int64_t>(keys[i] >> 32);
+  const int64_t prev = i == 0 ? -1 : static_cast<int64_t>(keys[i - 1] >> 32);
+  for (int64_t t = prev + 1; t <= tile; ++t) {
+    ranges[2 * t] = static_cast<int32_t>(i);
+    if (t > 0) ranges[2 * t - 1] = static_cast<int32_t>(i);
+  }
+  if (i == M - 1) {
+    for (int64_t t = tile + 1; t < num_tiles; ++t) {
+      ranges[2 * t] = static_cast<int32_t>(M);
+      ranges[2 * t - 1] = static_cast<int32_t>(M);
+    }
+    ranges[2 * num_tiles - 1] = static_cast<int32_t>(M);
+  }
+}
+
+__global__ void zero_ranges_kernel(int64_t n, int32_t* __restrict__ ranges) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) ranges[i] = 0;
+}
+
+}  // namespace
+
+void tile_counts(const BinGrid& g, const int32_t* bounds, int32_t* counts, void* stream) {
+  const int64_t n = static_cast<int64_t>(g.B) * g.N;
+  if (n == 0) return;
+  tile_counts_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      g, bounds, counts);
+}
+
+void tile_keys(const BinGrid& g, const int32_t* bounds, const float* depths, const int64_t* ends,
+               uint64_t* keys, int32_t* prims, void* stream) {
+  const int64_t n = static_cast<int64_t>(g.B) * g.N;
+  if (n == 0) return;
+  tile_keys_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      g, bounds, depths, ends, keys, prims);
+}
+
+size_t sort_pairs_scratch(int64_t n, int end_bit) {
+  size_t bytes = 0;
+  cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const uint64_t*>(nullptr),
+                                  static_cast<uint64_t*>(nullptr),
+                                  static_cast<const int32_t*>(nullptr),
+                                  static_cast<int32_t*>(nullptr), n, 0, end_bit);
+  return bytes;
+}
+
+void sort_pairs(void* scratch, size_t scratch_bytes, const uint64_t* keys_in, uint64_t* keys_out,
+                const int32_t* values_in, int32_t* values_out, int64_t n, int end_bit,
+                void* stream) {
+  if (n == 0) return;
+  cub::DeviceRadixSort::SortPairs(scratch, scratch_bytes, keys_in, keys_out, values_in,
+                                  values_out, n, 0, end_bit, static_cast<cudaStream_t>(stream));
+}
+
+void tile_ranges(const uint64_t* sorted_keys, int64_t M, int64_t num_tiles, int32_t* ranges,
+                 void* stream) {
+  const auto s = static_cast<cudaStream_t>(stream);
+  if (M == 0) {
+    if (num_tiles > 0) zero_ranges_kernel<<<blocks_for(2 * num_tiles), kThreads, 0, s>>>(
+        2 * num_tiles, ranges);
+    return;
+  }
+  tile_ranges_kernel<<<blocks_for(M), kThreads, 0, s>>>(sorted_keys, M, num_tiles, ranges);
+}
+
+}  // namespace gpu
+}  // namespace recon
