@@ -1,12 +1,13 @@
 """Benchmark: `recon fit` on lego_100 (100 train / 6 test views, 100², white background).
 
-For each strategy (default, mcmc) it trains for --steps steps and evaluates the test split every
+For each strategy (default, mcmc) it trains with the --preset settings (default: fast, the CPU
+preset) for --steps steps and evaluates the test split every
 --eval-every steps (evaluation is not counted in the training time), printing one JSON line per
 evaluation and a summary line per strategy: final PSNR / SSIM / Gaussians, training seconds, and
 the training seconds (and step) at the first evaluation that reached --target dB.
 
-    python bench/fit.py [--steps 3000] [--strategies default,mcmc] [--threads N]
-                        [--profile] [--reference]
+    python bench/fit.py [--steps 3000] [--strategies default,mcmc] [--preset fast]
+                        [--threads N] [--profile] [--reference]
 
 --profile: per-stage time of a training step (data, render = project + SH + binning +
 rasterize, loss, backward = rasterize/SH backward + autograd, optimizer, strategy) on copies of the
@@ -58,13 +59,15 @@ def evaluate(render_image, dataset, device) -> tuple[float, float]:
 
 
 def recon_config(args, strategy: str, out: Path):
+    """The preset's settings with this run's steps and strategy (no checkpoints mid-run)."""
     from recon.train.config import PRESETS
 
-    base = PRESETS["default"]
+    base = PRESETS[args.preset]
+    init = base.init if args.num_random is None else dataclasses.replace(
+        base.init, num_random=args.num_random)
     return dataclasses.replace(
         base, data=args.data, out=out, steps=args.steps, strategy=strategy, quiet=True,
-        force=True, checkpoint_every=10**9, log_every=50,
-        init=dataclasses.replace(base.init, num_random=args.num_random))
+        force=True, checkpoint_every=10**9, log_every=50, init=init)
 
 
 def run_recon(args, strategy: str, workdir: Path) -> dict:
@@ -196,8 +199,9 @@ def run_reference(args, workdir: Path) -> dict:
     gen = torch.Generator().manual_seed(0)
     dataset = load_dataset(args.data, DataConfig(background="white"))
     norm = dataset.normalization
-    pts = norm.apply((torch.rand(args.num_random, 3, generator=gen).numpy() * 3.0 - 1.5))
-    splats = create_splats(pts, torch.rand(args.num_random, 3, generator=gen).numpy(),
+    count = args.num_random or 20_000
+    pts = norm.apply((torch.rand(count, 3, generator=gen).numpy() * 3.0 - 1.5))
+    splats = create_splats(pts, torch.rand(count, 3, generator=gen).numpy(),
                            max_sh_degree=3, init_scale=1.0, init_opacity=0.1, generator=gen)
     scene_scale = 1.1 * dataset.scene_radius()
     lr0 = 1.6e-4 * scene_scale
@@ -259,7 +263,9 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--target", type=float, default=27.09,
                     help="test PSNR (dB) whose time to reach is reported")
-    ap.add_argument("--num-random", type=int, default=20_000, help="random initial Gaussians")
+    ap.add_argument("--preset", default="fast", help="recon.train.config.PRESETS entry")
+    ap.add_argument("--num-random", type=int, default=None,
+                    help="random initial Gaussians (default: the preset's; the reference: 20k)")
     ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads")
     ap.add_argument("--profile", action="store_true", help="per-stage step times")
     ap.add_argument("--reference", action="store_true",
@@ -272,6 +278,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="recon-bench-fit-") as tmp:
         workdir = Path(tmp)
         summaries = [run_recon(args, s, workdir) for s in args.strategies.split(",") if s]
+        for summary in summaries:
+            summary["preset"] = args.preset
         if args.reference:
             summaries.append(run_reference(args, workdir))
         for summary in summaries:
