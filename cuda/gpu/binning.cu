@@ -40,23 +40,51 @@ __global__ void tile_counts_kernel(BinGrid g, const int32_t* __restrict__ bounds
   counts[i] = r.sx * r.sy;
 }
 
+// A thread writes the keys of its own primitive when it touches few tiles; the warp writes those
+// of big primitives together (lane k takes tiles k, k + 32, ...), so one large splat does not
+// hold its warp for hundreds of serial iterations.
+constexpr int kSerialTiles = 8;
+
+__device__ inline void write_tile_keys(const BinGrid& g, int64_t prim, const TileRect& r,
+                                       int64_t first, uint64_t depth_bits, int k0, int dk,
+                                       uint64_t* keys, int32_t* prims) {
+  const uint64_t cam_tile0 = static_cast<uint64_t>(prim / g.N) * g.tiles_x * g.tiles_y;
+  const int count = r.sx * r.sy;
+  for (int k = k0; k < count; k += dk) {
+    const uint64_t tile = cam_tile0 + static_cast<uint64_t>(r.ty0 + k / r.sx) * g.tiles_x +
+                          r.tx0 + k % r.sx;
+    keys[first + k] = (tile << 32) | depth_bits;
+    prims[first + k] = static_cast<int32_t>(prim);
+  }
+}
+
 __global__ void tile_keys_kernel(BinGrid g, const int32_t* __restrict__ bounds,
                                  const float* __restrict__ depths,
                                  const int64_t* __restrict__ ends, uint64_t* __restrict__ keys,
                                  int32_t* __restrict__ prims) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= static_cast<int64_t>(g.B) * g.N) return;
-  const TileRect r = tile_rect(g, bounds + 4 * i);
-  if (r.sx * r.sy == 0) return;
-  const uint64_t cam_tile0 = static_cast<uint64_t>(i / g.N) * g.tiles_x * g.tiles_y;
-  const uint64_t depth_bits = __float_as_uint(depths[i]);
-  int64_t out = ends[i] - static_cast<int64_t>(r.sx) * r.sy;
-  for (int y = r.ty0; y < r.ty0 + r.sy; ++y) {
-    for (int x = r.tx0; x < r.tx0 + r.sx; ++x, ++out) {
-      const uint64_t tile = cam_tile0 + static_cast<uint64_t>(y) * g.tiles_x + x;
-      keys[out] = (tile << 32) | depth_bits;
-      prims[out] = static_cast<int32_t>(i);
-    }
+  const bool valid = i < static_cast<int64_t>(g.B) * g.N;  // no early return: warp votes below
+  TileRect r{0, 0, 0, 0};
+  if (valid) r = tile_rect(g, bounds + 4 * i);
+  const int count = r.sx * r.sy;
+  const int64_t first = count ? ends[i] - count : 0;
+  const uint64_t depth_bits = count ? __float_as_uint(depths[i]) : 0u;
+  if (count > 0 && count <= kSerialTiles)
+    write_tile_keys(g, i, r, first, depth_bits, 0, 1, keys, prims);
+  unsigned big = __ballot_sync(0xffffffffu, count > kSerialTiles);
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  while (big) {
+    const int src = __ffs(big) - 1;
+    big &= big - 1;
+    TileRect rs;
+    rs.tx0 = __shfl_sync(0xffffffffu, r.tx0, src);
+    rs.ty0 = __shfl_sync(0xffffffffu, r.ty0, src);
+    rs.sx = __shfl_sync(0xffffffffu, r.sx, src);
+    rs.sy = __shfl_sync(0xffffffffu, r.sy, src);
+    const int64_t prim = __shfl_sync(0xffffffffu, i, src);
+    const int64_t start = __shfl_sync(0xffffffffu, first, src);
+    const uint64_t bits = __shfl_sync(0xffffffffu, depth_bits, src);
+    write_tile_keys(g, prim, rs, start, bits, lane, 32, keys, prims);
   }
 }
 
