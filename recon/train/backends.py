@@ -82,7 +82,8 @@ def _gsplat_renderer(eps2d: float, antialiased: bool) -> RenderFn:
         n = means2d.shape[1]
         result = RenderResult(
             features=image[0].permute(2, 0, 1), alpha=alpha[0, ..., 0],
-            depth=torch.zeros_like(alpha[0, ..., 0]), median_depth=torch.zeros_like(alpha[0, ..., 0]),
+            depth=torch.zeros_like(alpha[0, ..., 0]),
+            median_depth=torch.zeros_like(alpha[0, ..., 0]),
             normals=None, means2d=means2d, radii=radii.to(torch.int32), visible=visible,
             visibility_count=visible.sum(0).to(torch.int32),
             max_weight=torch.zeros(1, n, device=device),

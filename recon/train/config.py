@@ -70,7 +70,7 @@ class OptimOptions:
     means_lr: float = 1.6e-4
     """Position learning rate, multiplied by the scene scale."""
     means_lr_final: float = 0.01
-    """The position learning rate decays exponentially to this fraction of itself at the last step."""
+    """The position learning rate decays exponentially to this fraction of itself by the end."""
     scales_lr: float = 5e-3
     """Log-scale learning rate."""
     opacities_lr: float = 5e-2

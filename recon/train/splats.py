@@ -97,7 +97,7 @@ def create_splats(points: np.ndarray, colors: np.ndarray, *, max_sh_degree: int,
 
 def random_points(num: int, center: np.ndarray, half_extent: float,
                   generator: torch.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``num`` points uniform in the cube ``center`` ± ``half_extent`` with uniform random colours."""
+    """``num`` points uniform in the cube ``center`` ± ``half_extent``, uniform random colours."""
     u = torch.rand(num, 3, generator=generator, dtype=torch.float64).numpy()
     colors = torch.rand(num, 3, generator=generator).numpy()
     points = np.asarray(center, dtype=np.float64) + (2.0 * u - 1.0) * half_extent
@@ -115,7 +115,7 @@ def viewed_region(cameras) -> tuple[np.ndarray, float]:
     centers = np.stack([c.center for c in cameras])
     dirs = np.stack([c.forward for c in cameras])
     dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-    # Σ (I - d dᵀ) x = Σ (I - d dᵀ) c: the point with the least squared distance to every axis.
+    # Σ (I - d dᵀ) x = Σ (I - d dᵀ) c: the point with the least squared distance to all axes.
     proj = np.eye(3)[None] - dirs[:, :, None] * dirs[:, None, :]
     a = proj.sum(0)
     b = (proj @ centers[:, :, None]).sum(0)[:, 0]

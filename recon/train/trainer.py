@@ -148,14 +148,15 @@ class Trainer:
         alpha); each step converts only its own image to float."""
         self.train_indices = self.dataset.indices("train")
         if not self.train_indices:
-            raise DatasetError(f"The dataset at {self.data_path} has no training images "
-                               "(every image is in the test split). Raise --data-options.test-every.")
+            raise DatasetError(f"The dataset at {self.data_path} has no training images (every "
+                               "image is in the test split). Raise --data-options.test-every.")
         images = [self.dataset.image(i) for i in self.train_indices]
         sizes = {im.shape[:2] for im in images}
         if len(sizes) > 1:
+            listed = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
             raise DatasetError(f"The training images of {self.data_path} have different sizes "
-                               f"({', '.join(f'{w}x{h}' for h, w in sorted(sizes))}); fitting needs "
-                               "one size. Resize them, or pose them as one camera.")
+                               f"({listed}); fitting needs one size. Resize them, or pose them "
+                               "as one camera.")
         channels = 4 if any(im.shape[-1] in (2, 4) for im in images) else 3
         stacked = np.stack([_to_channels(im, channels) for im in images])
         self.images = torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous().to(self.device)
@@ -315,7 +316,8 @@ class Trainer:
             "splats": {k: p.detach() for k, p in self.splats.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "strategy_state": self.strategy_state,
-            "sh_degree": self.sh_degree,
+            "sh_degree": active_sh_degree(max(self.step - 1, 0), self.config.sh_degree_interval,
+                                          self.config.max_sh_degree),  # of the last step taken
             "max_sh_degree": self.config.max_sh_degree,
             "rng": ckpt.rng_state(self.generator),
             "config": to_dict(self.config),
@@ -416,7 +418,7 @@ def _to_device(value, device: torch.device):
 
 class _StopRequest:
     """Turns the first Ctrl-C or SIGTERM into a flag the loop checks after each step (a second
-    Ctrl-C stops at once). Signal handlers exist only in the main thread; elsewhere this is inert."""
+    Ctrl-C stops at once). Signal handlers exist only in the main thread; elsewhere it is inert."""
 
     def __init__(self) -> None:
         self.signal_name: str | None = None

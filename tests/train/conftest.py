@@ -23,7 +23,7 @@ def _ring_cameras(n: int, size: int) -> list[Camera]:
 
 @pytest.fixture(scope="session")
 def tiny_npz(tmp_path_factory) -> Path:
-    """10 views (every 8th is a test view) of 6 opaque coloured blobs on a transparent background."""
+    """10 views (every 8th a test view) of 6 opaque coloured blobs on a transparent background."""
     from recon.primitives.gaussians import Gaussians
     from recon.render import render
 

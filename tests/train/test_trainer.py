@@ -19,8 +19,8 @@ from recon.strategies import MCMCStrategy
 from recon.train import checkpoint as ckpt
 from recon.train.backends import BackendError
 from recon.train.config import FitConfig, InitOptions, from_dict
-from recon.train.trainer import (NonFiniteError, Trainer, TrainingInterrupted, _is_photo_folder,
-                                 fit)
+from recon.train.trainer import (METRICS_FILE as METRICS, NonFiniteError, Trainer,
+                                 TrainingInterrupted, _is_photo_folder, fit)
 
 
 def tiny_config(data: Path, out: Path, **changes) -> FitConfig:
@@ -82,7 +82,7 @@ def test_resume_is_bit_identical(tiny_npz, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    steps = [json.loads(x)["step"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(x)["step"] for x in (tmp_path / "b" / METRICS).read_text().splitlines()]
     assert steps == [5, 10, 15, 20, 25, 30]
 
 
@@ -92,7 +92,7 @@ def test_resume_drops_log_lines_after_the_checkpoint(tiny_npz, tmp_path):
     resumed = Trainer.open(tiny_config(tiny_npz, tmp_path / "r", resume=True))
     assert resumed.step == 10
     resumed.train(until=20)
-    steps = [json.loads(x)["step"] for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(x)["step"] for x in (tmp_path / "r" / METRICS).read_text().splitlines()]
     assert steps == [5, 10, 15, 20]
 
 
@@ -112,7 +112,8 @@ def test_nan_loss_stops_without_stepping_and_keeps_the_checkpoint(tiny_npz, tmp_
     with torch.no_grad():
         trainer.splats["sh0"][:] = float("nan")  # every pixel's colour becomes NaN
     before = full_state(trainer)
-    with pytest.raises(NonFiniteError, match=r"Step 11: the loss is nan.*step_000010\.pt.*--resume"):
+    with pytest.raises(NonFiniteError,
+                       match=r"Step 11: the loss is nan.*step_000010\.pt.*--resume"):
         trainer.train()
     after = full_state(trainer)
     for key in before:  # nothing stepped: parameters and moments untouched
@@ -172,7 +173,8 @@ def test_sigterm_from_outside(tiny_npz, tmp_path):
     import time
 
     deadline = time.time() + 120
-    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+    while time.time() < deadline and not (metrics.exists()
+                                          and metrics.read_text().count("\n") >= 3):
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
