@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from recon.cli import main
-from recon.errors import OutputExistsError, prepare_output_dir
+from recon.errors import OutputExistsError, ReconError, prepare_output_dir
 
 RECON = Path(sys.executable).parent / "recon"
 
@@ -56,3 +56,23 @@ def test_output_dir_is_never_overwritten_without_force(tmp_path):
     assert (out / "result.txt").read_text() == "precious"
     prepare_output_dir(out, force=True)
     assert not (out / "result.txt").exists()
+
+
+def test_fit_preset_sets_defaults_and_flags_override():
+    from recon.cli import _fit_command, _split_preset
+
+    preset, rest = _split_preset(["data", "--preset", "fast", "--steps", "7", "--out", "r"])
+    config = _fit_command(preset).parse(rest)
+    assert (preset, config.steps, config.strategy, str(config.out)) == ("fast", 7, "mcmc", "r")
+    preset, rest = _split_preset(["data", "--preset=quality"])
+    assert _fit_command(preset).parse(rest).steps == 30_000
+    with pytest.raises(ReconError, match="Unknown preset"):
+        _fit_command("turbo")
+
+
+def test_fit_on_a_missing_dataset_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", str(tmp_path / "nope"), "--out", str(tmp_path / "run")])
+    assert exc.value.code == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing written for bad input
