@@ -13,16 +13,8 @@ from recon.primitives.base import KIND_TRIANGLE
 from recon.primitives.triangles import FOOTPRINT_SIZE, Triangles, kernel_torch, project
 from recon.render import render
 from recon.render.binning import bin_footprints
-from recon.render.reference import ALPHA_MIN, rasterize_dense
-
-
-def cameras(count: int, width: int, height: int, dtype=torch.float32, focal: float = 40.0):
-    viewmats = torch.eye(4, dtype=dtype).repeat(count, 1, 1)
-    viewmats[:, 2, 3] = 3.0
-    viewmats[:, 0, 3] = torch.linspace(-0.3, 0.3, count, dtype=dtype)
-    Ks = torch.tensor([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]],
-                      dtype=dtype).repeat(count, 1, 1)
-    return viewmats, Ks
+from recon.render.reference import ALPHA_MIN
+from recon.render.testing import cameras, leaves, native, reference
 
 
 def as_cameras(viewmats, Ks, width, height):
@@ -51,21 +43,6 @@ def random_scene(seed: int, n: int = 30, width: int = 37, height: int = 29, coun
     gen = torch.Generator().manual_seed(1000 + seed)
     features = torch.rand(count, n, 3, channels, generator=gen, dtype=dtype)
     return fp, features, width, height
-
-
-def native(fp, params, opacities, features, width, height, tile_size=16):
-    bins = bin_footprints(fp.bounds, fp.depths, width, height, tile_size)
-    return rasterize(params, opacities, features, bins.isect_prims, bins.tile_ranges,
-                     KIND_TRIANGLE, width, height, tile_size)
-
-
-def reference(fp, params, opacities, features, width, height):
-    return rasterize_dense(KIND_TRIANGLE, params, opacities, features, fp.depths, fp.visible,
-                           width, height)
-
-
-def leaves(*tensors):
-    return [t.detach().clone().requires_grad_() for t in tensors]
 
 
 def screen_triangle(corners, width, height, log_sigma=0.0, opaque=False, dtype=torch.float32):

@@ -1,0 +1,41 @@
+"""Helpers shared by the rasterizer tests of every primitive type (as kaolin's utils/testing).
+
+They live in the package so test modules of different primitives can share them without
+importing each other.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from recon._ops import rasterize
+from recon.render.binning import bin_footprints
+from recon.render.reference import rasterize_dense
+
+
+def cameras(count: int, width: int, height: int, dtype=torch.float32, focal: float = 40.0):
+    """``count`` pinhole cameras 3 units in front of the origin, spread along x: (viewmats, Ks)."""
+    viewmats = torch.eye(4, dtype=dtype).repeat(count, 1, 1)
+    viewmats[:, 2, 3] = 3.0
+    viewmats[:, 0, 3] = torch.linspace(-0.3, 0.3, count, dtype=dtype)
+    Ks = torch.tensor([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]],
+                      dtype=dtype).repeat(count, 1, 1)
+    return viewmats, Ks
+
+
+def native(fp, params, opacities, features, width, height, tile_size=16):
+    """The native rasterizer on footprints ``fp`` (binning included)."""
+    bins = bin_footprints(fp.bounds, fp.depths, width, height, tile_size)
+    return rasterize(params, opacities, features, bins.isect_prims, bins.tile_ranges,
+                     fp.kind, width, height, tile_size)
+
+
+def reference(fp, params, opacities, features, width, height):
+    """The dense pure-torch reference on the same inputs as :func:`native`."""
+    return rasterize_dense(fp.kind, params, opacities, features, fp.depths, fp.visible,
+                           width, height)
+
+
+def leaves(*tensors):
+    """Detached copies that require grad (fresh autograd leaves)."""
+    return [t.detach().clone().requires_grad_() for t in tensors]
