@@ -88,6 +88,10 @@ class Trainer:
         else:
             self._restore(state)
         self.strategy.check_sanity(self.splats, self.optimizers)
+        # Called after every step as listener(trainer, record), record = the metrics line when
+        # one was logged this step, else None. They run in the training thread, so they may
+        # read or save state, and a viewer pauses training by blocking in its listener.
+        self.listeners: list = []
         self.last_checkpoint: Path | None = None
         found = ckpt.list_checkpoints(self.run_dir)
         if found:
@@ -282,12 +286,15 @@ class Trainer:
                 self.elapsed += time.perf_counter() - start
                 window_steps += 1
                 progress.advance()
+                record = None
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     record = self._metrics(out, (self.elapsed - window_start) / window_steps)
                     metrics.write(json.dumps(record) + "\n")
                     metrics.flush()
                     progress.show(record)
                     window_start, window_steps = self.elapsed, 0
+                for listener in self.listeners:
+                    listener(self, record)
                 if stop.signal_name is not None:
                     path = self.save_checkpoint()
                     raise TrainingInterrupted(
