@@ -11,11 +11,16 @@ PYTEST_ARGS ?=
 
 setup: $(VENV)/.installed
 
-# System libraries the Python wheels need: open3d links libusb-1.0.
+# System libraries the Python wheels need: open3d links libusb-1.0. The browser tests drive
+# Debian's chromium (playwright never downloads a browser: there is no network at test time).
 system-deps:
 	@if ! ldconfig -p | grep -q 'libusb-1.0.so.0'; then \
 		echo "installing system packages (libusb-1.0-0)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libusb-1.0-0 >/dev/null; \
+	fi
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "installing system packages (chromium, for the browser tests)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; \
 	fi
 
 $(VENV)/.installed: pyproject.toml constraints.txt | system-deps
