@@ -1,0 +1,12 @@
+"""Meshes from fitted scenes: extraction (SuGaR level set + Poisson, TSDF fusion), file IO and
+geometry metrics.
+
+* ``options``  - torch-free settings of each extraction method (the CLI parses them cheaply);
+* ``density``  - the Gaussian mixture's density field and its gradient, evaluated in chunks;
+* ``sugar``    - level-set points along training rays -> screened Poisson surface;
+* ``tsdf``     - TSDF fusion of rendered depth and colour;
+* ``extract``  - ``recon extract-mesh``: load a run, render its views, extract, map to the input
+  world frame, write;
+* ``io``       - trimesh ``.ply`` / ``.obj`` / ``.glb`` with vertex colours;
+* ``metrics``  - Chamfer distance, normal consistency, F-score, watertightness.
+"""
