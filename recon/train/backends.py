@@ -22,8 +22,9 @@ class BackendError(ReconError):
 
 
 RenderFn = Callable[..., RenderResult]
-"""(splats, camera, colors, sh_degree, background, absgrad) -> RenderResult; ``colors`` are the
-SH coefficients [N, K, 3] of the active bands."""
+"""(splats, camera, colors, sh_degree, background, absgrad, depth=False) -> RenderResult;
+``colors`` are the SH coefficients [N, K, 3] of the active bands; ``depth`` asks for the
+expected-depth map (regularizers need it)."""
 
 
 def training_device(backend: str) -> torch.device:
@@ -52,9 +53,9 @@ def renderer(backend: str, *, eps2d: float, antialiased: bool) -> RenderFn:
     recon_backend = "auto" if backend == "auto" else backend
 
     def draw(splats, camera: Camera, colors: Tensor, sh_degree: int, background: Tensor,
-             absgrad: bool) -> RenderResult:
+             absgrad: bool, depth: bool = False) -> RenderResult:
         return render(to_gaussians(splats), camera, colors, background=background,
-                      backend=recon_backend, sh_degree=sh_degree, depth=False, normals=False,
+                      backend=recon_backend, sh_degree=sh_degree, depth=depth, normals=False,
                       absgrad=absgrad, eps2d=eps2d, antialiased=antialiased)
 
     return draw
@@ -64,7 +65,7 @@ def _gsplat_renderer(eps2d: float, antialiased: bool) -> RenderFn:
     from gsplat import rasterization
 
     def draw(splats, camera: Camera, colors: Tensor, sh_degree: int, background: Tensor,
-             absgrad: bool) -> RenderResult:
+             absgrad: bool, depth: bool = False) -> RenderResult:
         device = splats["means"].device
         viewmats, Ks = cameras_to_tensors([camera], device)
         image, alpha, meta = rasterization(
@@ -72,7 +73,12 @@ def _gsplat_renderer(eps2d: float, antialiased: bool) -> RenderFn:
             torch.sigmoid(splats["opacities"]), colors, viewmats, Ks, camera.width,
             camera.height, eps2d=eps2d, sh_degree=sh_degree, packed=False,
             backgrounds=background[None], absgrad=absgrad,
+            render_mode="RGB+ED" if depth else "RGB",
             rasterize_mode="antialiased" if antialiased else "classic")
+        # "RGB+ED" appends the expected depth Σ w z / Σ w (0 where nothing was drawn, as
+        # recon's) as a fourth channel, with a zero background.
+        expected_depth = image[0, ..., 3] if depth else torch.zeros_like(alpha[0, ..., 0])
+        image = image[..., :3]
         means2d = meta["means2d"]                                 # [1, N, 2]
         if means2d.requires_grad:
             means2d.retain_grad()
@@ -82,7 +88,7 @@ def _gsplat_renderer(eps2d: float, antialiased: bool) -> RenderFn:
         n = means2d.shape[1]
         result = RenderResult(
             features=image[0].permute(2, 0, 1), alpha=alpha[0, ..., 0],
-            depth=torch.zeros_like(alpha[0, ..., 0]),
+            depth=expected_depth,
             median_depth=torch.zeros_like(alpha[0, ..., 0]),
             normals=None, means2d=means2d, radii=radii.to(torch.int32), visible=visible,
             visibility_count=visible.sum(0).to(torch.int32),

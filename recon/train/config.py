@@ -17,6 +17,7 @@ from typing import Any, Literal
 import tyro
 
 from recon.errors import ReconError
+from recon.regularizers import CoherenceOptions, RegName, SurfaceOptions
 from recon.strategies import DefaultStrategy, MCMCStrategy
 
 Backend = Literal["auto", "cpu", "cuda", "torch", "gsplat"]
@@ -110,6 +111,13 @@ class FitConfig:
     """Settings of --strategy default."""
     mcmc: MCMCStrategy = field(default_factory=MCMCStrategy)
     """Settings of --strategy mcmc."""
+    reg: RegName = "none"
+    """Extra regularizer: surface (SuGaR alignment, for meshing), coherence (per-pixel
+    Gaussians for 2-8 views; replaces the strategy), or none."""
+    surface: SurfaceOptions = field(default_factory=SurfaceOptions)
+    """Settings of --reg surface."""
+    coherence: CoherenceOptions = field(default_factory=CoherenceOptions)
+    """Settings of --reg coherence."""
     data_options: DataOptions = field(default_factory=DataOptions)
     init: InitOptions = field(default_factory=InitOptions)
     optim: OptimOptions = field(default_factory=OptimOptions)
@@ -140,6 +148,10 @@ class FitConfig:
         """A fresh strategy object with the selected strategy's settings."""
         chosen = self.mcmc if self.strategy == "mcmc" else self.default_strategy
         return dataclasses.replace(chosen)
+
+    def reg_options(self) -> SurfaceOptions | CoherenceOptions | None:
+        """The settings of the selected regularizer (None for --reg none)."""
+        return {"surface": self.surface, "coherence": self.coherence}.get(self.reg)
 
     def init_scale(self) -> float:
         if self.init.scale is not None:
@@ -175,6 +187,8 @@ class FitConfig:
         for ok, message in checks:
             if not ok:
                 raise ReconError(message)
+        if self.reg_options() is not None:
+            self.reg_options().validate()
 
 
 def _preset(**changes: Any) -> FitConfig:

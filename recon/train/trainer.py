@@ -1,10 +1,12 @@
 """`recon fit`: optimise Gaussian splats against posed images, in a resumable run directory.
 
 Per step: one training image (epochs in a seeded random order), render with the active SH
-degree, loss (1 - λ)·L1 + λ·(1 - SSIM) (+ the MCMC opacity/scale terms), the strategy's hooks
-around backward, one Adam step per parameter. Everything random comes from seeded generators
-whose states go into every checkpoint, and every schedule is a function of the step, so a
-resumed run repeats an uninterrupted one bit for bit on the CPU.
+degree, loss (1 - λ)·L1 + λ·(1 - SSIM) (+ the MCMC opacity/scale terms, + the ``--reg``
+regularizer's term), the strategy's hooks around backward (while the regularizer lets it run),
+one Adam step per parameter, then the regularizer's edits (``recon.regularizers.base``).
+Everything random comes from seeded generators whose states go into every checkpoint, and every
+schedule is a function of the step, so a resumed run repeats an uninterrupted one bit for bit on
+the CPU.
 
 Run directory: ``config.yaml`` (the resolved config), ``checkpoints/step_XXXXXX.pt``,
 ``metrics.jsonl``, and ``sfm/`` when the input was a plain folder of photos.
@@ -27,6 +29,8 @@ from torch import Tensor
 from recon.data import DataConfig, Dataset, detect_format, load_dataset
 from recon.data.dataset import list_images
 from recon.errors import DatasetError, ReconError, prepare_output_dir
+from recon.regularizers import build_regularizer
+from recon.regularizers.base import RunContext, StepContext
 from recon.render.sh import num_bases
 from recon.train import checkpoint as ckpt
 from recon.train.backends import finish_backward, renderer, training_device
@@ -75,13 +79,18 @@ class Trainer:
         self.scene_scale = config.optim.scene_scale_factor * dataset.scene_radius()
         self.generator = torch.Generator()
         self._load_images()
+        self.regularizer = build_regularizer(config.reg, config.reg_options(), RunContext(
+            cameras=self.cameras, images=self.images, dataset=dataset,
+            scene_scale=self.scene_scale, total_steps=config.steps,
+            max_sh_degree=config.max_sh_degree, device=self.device, generator=self.generator))
 
         if state is None:
             _seed_everything(config.seed)
             self.generator.manual_seed(config.seed)
             self.step = 0
             self.elapsed = 0.0
-            self.splats = self._initial_splats()
+            splats = self.regularizer.initial_splats()
+            self.splats = splats if splats is not None else self._initial_splats()
             self.optimizers = create_optimizers(self.splats, self._learning_rates(0),
                                                 eps=config.optim.eps)
             self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
@@ -226,25 +235,34 @@ class Trainer:
             means_lr = self.means_lr(step)
             for group in self.optimizers["means"].param_groups:
                 group["lr"] = means_lr
+        reg, strategy_active = self.regularizer, self.regularizer.strategy_active(step)
         with _stage("render"):
-            result = self.draw(self.splats, self.cameras[index], self.colors(sh_degree),
-                               sh_degree, background, getattr(self.strategy, "absgrad", False))
+            drawn = reg.renderable(self.splats)
+            result = self.draw(drawn, self.cameras[index], self.colors(sh_degree), sh_degree,
+                               background, getattr(self.strategy, "absgrad", False),
+                               depth=reg.needs_depth(step))
         with _stage("loss"):
             image = result.features
             loss = photometric_loss(image, target, cfg.ssim_lambda)
-            if hasattr(self.strategy, "regularization"):  # MCMC's opacity and scale L1
+            if strategy_active and hasattr(self.strategy, "regularization"):  # MCMC's L1 terms
                 loss = loss + self.strategy.regularization(self.splats)
+            extra = reg.loss(StepContext(step=step, splats=drawn, result=result,
+                                         camera=self.cameras[index], view=index, target=target))
+            if extra is not None:
+                loss = loss + extra
             if not torch.isfinite(loss):
                 raise self._non_finite(f"the loss is {loss.item()}")
-        with _stage("strategy"):
-            self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state,
-                                            step, result)
+        if strategy_active:
+            with _stage("strategy"):
+                self.strategy.step_pre_backward(self.splats, self.optimizers,
+                                                self.strategy_state, step, result)
         with _stage("backward"):
             loss.backward()
             finish_backward(result)
         with _stage("optimizer"):
             # NaN and inf survive a sum; one sum per tensor is ~10x cheaper than isfinite().
-            grads = [p.grad for p in self.splats.values() if p.grad is not None]
+            grads = [p.grad for p in [*self.splats.values(), *reg.parameters()]
+                     if p.grad is not None]
             if not bool(torch.stack([g.sum() for g in grads]).sum().isfinite()):
                 bad = ", ".join(k for k, p in self.splats.items()
                                 if p.grad is not None and not p.grad.isfinite().all())
@@ -253,9 +271,13 @@ class Trainer:
             for optimizer in self.optimizers.values():
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-        with _stage("strategy"):
-            self.strategy.step_post_backward(self.splats, self.optimizers, self.strategy_state,
-                                             step, result, lr=means_lr)
+            reg.optimizer_step()
+        if strategy_active:
+            with _stage("strategy"):
+                self.strategy.step_post_backward(self.splats, self.optimizers,
+                                                 self.strategy_state, step, result, lr=means_lr)
+        with _stage("regularizer"):
+            reg.after_step(self.splats, self.optimizers, self.strategy_state, step)
         self.step += 1
         return {"loss": loss.detach(), "image": image.detach(), "target": target}
 
@@ -323,6 +345,7 @@ class Trainer:
             "splats": {k: p.detach() for k, p in self.splats.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "strategy_state": self.strategy_state,
+            "regularizer": self.regularizer.state_dict(),
             "sh_degree": active_sh_degree(max(self.step - 1, 0), self.config.sh_degree_interval,
                                           self.config.max_sh_degree),  # of the last step taken
             "max_sh_degree": self.config.max_sh_degree,
@@ -347,6 +370,7 @@ class Trainer:
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         self.strategy_state = _to_device(state["strategy_state"], self.device)
+        self.regularizer.load_state_dict(_to_device(state.get("regularizer", {}), self.device))
         ckpt.restore_rng_state(state["rng"], self.generator)
 
 
