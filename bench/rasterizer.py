@@ -27,7 +27,8 @@ import torch  # noqa: E402
 
 from recon.cameras import Camera, cameras_to_tensors, look_at  # noqa: E402
 from recon.primitives import Gaussians  # noqa: E402
-from recon.primitives.gaussians import covariances, project  # noqa: E402
+from recon.primitives.gaussians import covariances  # noqa: E402
+from recon.primitives.gaussians import project_native as project  # noqa: E402
 from recon.render import render  # noqa: E402
 from recon.render.binning import bin_footprints  # noqa: E402
 

@@ -9,13 +9,14 @@
 #include <ATen/ops/zeros_like.h>
 #include <torch/library.h>
 
+#include "bindings.h"
 #include "include/rasterize.h"
 #include "include/sh.h"
 
 namespace recon {
 
-// Shape, dtype and device checks shared with the CUDA registration (bindings_cuda.cpp), which
-// redeclares these two functions. Messages name the argument and the expected shape.
+// Shape, dtype and device checks shared with the CUDA registration (declared in bindings.h).
+// Messages name the argument and the expected shape.
 RasterParams check_raster_inputs(const at::Tensor& params, const at::Tensor& opacities,
                                  const at::Tensor& features, const at::Tensor& isect_prims,
                                  const at::Tensor& tile_ranges, int64_t kind, int64_t width,
@@ -102,13 +103,6 @@ void check_bounds(const RasterParams& p, const at::Tensor& params, const at::Ten
               bounds.sizes());
 }
 
-// dirs [B, N, 3]; coeffs [N, K, C] (shared by the cameras) or [B, N, K, C]. Returns the sizes.
-// Shared with the CUDA registration (bindings_cuda.cpp), which redeclares them.
-struct ShSizes {
-  int B, N, K, C;
-  bool shared;
-};
-
 ShSizes check_sh_inputs(int64_t degree, const at::Tensor& dirs, const at::Tensor& coeffs) {
   TORCH_CHECK(degree >= 0 && degree <= SH_MAX_DEGREE, "recon sh: degree must be in [0, ",
               SH_MAX_DEGREE, "], got ", degree);
@@ -131,6 +125,57 @@ ShSizes check_sh_inputs(int64_t degree, const at::Tensor& dirs, const at::Tensor
   return ShSizes{static_cast<int>(B), static_cast<int>(N), static_cast<int>(K),
                  static_cast<int>(coeffs.size(-1)), shared};
 }
+
+// Checks the projection inputs (shapes in cuda/include/project.h) and returns the sizes.
+ProjectOptions check_project_inputs(const at::Tensor& means, const at::Tensor& quats,
+                                         const at::Tensor& log_scales,
+                                         const at::Tensor& opacity_logits,
+                                         const at::Tensor& viewmats, const at::Tensor& Ks,
+                                         int64_t width, int64_t height, double eps2d,
+                                         double near_plane, double far_plane, double radius_clip,
+                                         bool antialiased) {
+  TORCH_CHECK(means.dim() == 2 && means.size(1) == 3, "recon projection: means must be [N, 3], got ",
+              means.sizes());
+  const int64_t N = means.size(0);
+  const int64_t B = viewmats.size(0);
+  auto expect = [&](const at::Tensor& t, std::vector<int64_t> shape, const char* name) {
+    TORCH_CHECK(t.sizes() == at::IntArrayRef(shape) && t.scalar_type() == means.scalar_type() &&
+                    t.device() == means.device() && t.is_contiguous(),
+                "recon projection: ", name, " must be a contiguous ", means.scalar_type(),
+                " tensor of shape ", at::IntArrayRef(shape), " on ", means.device(), ", got ",
+                t.scalar_type(), " ", t.sizes(), " on ", t.device());
+  };
+  TORCH_CHECK(means.scalar_type() == at::kFloat || means.scalar_type() == at::kDouble,
+              "recon projection: float32 or float64 tensors expected, got ", means.scalar_type());
+  expect(means, {N, 3}, "means");
+  expect(quats, {N, 4}, "quats");
+  expect(log_scales, {N, 3}, "log_scales");
+  expect(opacity_logits, {N}, "opacity_logits");
+  expect(viewmats, {B, 4, 4}, "viewmats");
+  expect(Ks, {B, 3, 3}, "Ks");
+  TORCH_CHECK(width > 0 && height > 0, "recon projection: image size must be positive");
+  TORCH_CHECK(B * N < (int64_t(1) << 31), "recon projection: too many Gaussians x cameras");
+  return ProjectOptions{static_cast<int>(B), static_cast<int>(N), static_cast<int>(width),
+                             static_cast<int>(height), eps2d, near_plane, far_plane,
+                             radius_clip, antialiased};
+}
+
+void check_project_cotangents(const ProjectOptions& o, const at::Tensor& means,
+                              const at::Tensor& v_means2d, const at::Tensor& v_conics,
+                              const at::Tensor& v_opacities, const at::Tensor& v_depths,
+                              const at::Tensor& v_normals) {
+  const std::pair<const at::Tensor*, int64_t> cotangents[] = {
+      {&v_means2d, 2}, {&v_conics, 3}, {&v_opacities, 0}, {&v_depths, 0}, {&v_normals, 3}};
+  for (const auto& [t, last] : cotangents) {
+    const std::vector<int64_t> shape =
+        last ? std::vector<int64_t>{o.B, o.N, last} : std::vector<int64_t>{o.B, o.N};
+    TORCH_CHECK(t->sizes() == at::IntArrayRef(shape) && t->is_contiguous() &&
+                    t->scalar_type() == means.scalar_type() && t->device() == means.device(),
+                "recon projection backward: cotangents must be contiguous tensors shaped like "
+                "the forward outputs, got ", t->sizes());
+  }
+}
+
 
 namespace {
 
@@ -236,6 +281,28 @@ std::tuple<at::Tensor, at::Tensor> sh_bwd_cpu(int64_t degree, const at::Tensor& 
   return {v_dirs, v_coeffs};
 }
 
+ProjectOutputs project_gaussians_fwd_cpu(
+    const at::Tensor& means, const at::Tensor& quats, const at::Tensor& log_scales,
+    const at::Tensor& opacity_logits, const at::Tensor& viewmats, const at::Tensor& Ks,
+    int64_t width, int64_t height, double eps2d, double near_plane, double far_plane,
+    double radius_clip, bool antialiased) {
+  return project_forward(means, quats, log_scales, opacity_logits, viewmats, Ks, width, height,
+                         eps2d, near_plane, far_plane, radius_clip, antialiased,
+                         [](const auto& a) { cpu::project_gaussians_forward(a); });
+}
+
+ProjectGradients project_gaussians_bwd_cpu(
+    const at::Tensor& means, const at::Tensor& quats, const at::Tensor& log_scales,
+    const at::Tensor& opacity_logits, const at::Tensor& viewmats, const at::Tensor& Ks,
+    int64_t width, int64_t height, double eps2d, double near_plane, double far_plane,
+    double radius_clip, bool antialiased, const at::Tensor& v_means2d, const at::Tensor& v_conics,
+    const at::Tensor& v_opacities, const at::Tensor& v_depths, const at::Tensor& v_normals) {
+  return project_backward(means, quats, log_scales, opacity_logits, viewmats, Ks, width, height,
+                          eps2d, near_plane, far_plane, radius_clip, antialiased, v_means2d,
+                          v_conics, v_opacities, v_depths, v_normals,
+                          [](const auto& a) { cpu::project_gaussians_backward(a); });
+}
+
 }  // namespace
 }  // namespace recon
 
@@ -258,7 +325,7 @@ TORCH_LIBRARY(recon, m) {
   // path and reference). isect_prims [M] int32, tile_ranges [B*tiles,2] int32.
   m.def("bin_tiles(Tensor bounds, Tensor depths, int width, int height, int tile_size) "
         "-> (Tensor isect_prims, Tensor tile_ranges)");
-  // Fused Gaussian projection: CUDA only (the torch projection is the CPU path and reference).
+  // Fused Gaussian projection (recon.primitives.gaussians.project_torch is the reference).
   m.def(
       "project_gaussians_fwd(Tensor means, Tensor quats, Tensor log_scales, "
       "Tensor opacity_logits, Tensor viewmats, Tensor Ks, int width, int height, float eps2d, "
@@ -278,4 +345,6 @@ TORCH_LIBRARY_IMPL(recon, CPU, m) {
   m.impl("rasterize_bwd", &recon::rasterize_bwd_cpu);
   m.impl("sh_fwd", &recon::sh_fwd_cpu);
   m.impl("sh_bwd", &recon::sh_bwd_cpu);
+  m.impl("project_gaussians_fwd", &recon::project_gaussians_fwd_cpu);
+  m.impl("project_gaussians_bwd", &recon::project_gaussians_bwd_cpu);
 }

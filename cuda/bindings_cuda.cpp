@@ -12,27 +12,13 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "bindings.h"
 #include "gpu/binning.h"
 #include "gpu/project.h"
 #include "gpu/rasterize.h"
 #include "gpu/sh.h"
 
 namespace recon {
-
-// Defined in bindings.cpp.
-RasterParams check_raster_inputs(const at::Tensor& params, const at::Tensor& opacities,
-                                 const at::Tensor& features, const at::Tensor& isect_prims,
-                                 const at::Tensor& tile_ranges, int64_t kind, int64_t width,
-                                 int64_t height, int64_t tile_size);
-void check_bounds(const RasterParams& p, const at::Tensor& params, const at::Tensor& bounds);
-void check_backward_inputs(const RasterParams& p, const at::Tensor& params,
-                           const at::Tensor& final_T, const at::Tensor& last_idx,
-                           const at::Tensor& v_out, const at::Tensor& v_alpha);
-struct ShSizes {
-  int B, N, K, C;
-  bool shared;
-};
-ShSizes check_sh_inputs(int64_t degree, const at::Tensor& dirs, const at::Tensor& coeffs);
 
 namespace {
 
@@ -156,127 +142,34 @@ std::tuple<at::Tensor, at::Tensor> sh_bwd_cuda(int64_t degree, const at::Tensor&
   return {v_dirs, v_coeffs};
 }
 
-// Checks the projection inputs (shapes in cuda/gpu/project.h) and returns the sizes.
-gpu::ProjectOptions check_project_inputs(const at::Tensor& means, const at::Tensor& quats,
-                                         const at::Tensor& log_scales,
-                                         const at::Tensor& opacity_logits,
-                                         const at::Tensor& viewmats, const at::Tensor& Ks,
-                                         int64_t width, int64_t height, double eps2d,
-                                         double near_plane, double far_plane, double radius_clip,
-                                         bool antialiased) {
-  TORCH_CHECK(means.dim() == 2 && means.size(1) == 3, "recon projection: means must be [N, 3], got ",
-              means.sizes());
-  const int64_t N = means.size(0);
-  const int64_t B = viewmats.size(0);
-  auto expect = [&](const at::Tensor& t, std::vector<int64_t> shape, const char* name) {
-    TORCH_CHECK(t.sizes() == at::IntArrayRef(shape) && t.scalar_type() == means.scalar_type() &&
-                    t.device() == means.device() && t.is_contiguous(),
-                "recon projection: ", name, " must be a contiguous ", means.scalar_type(),
-                " tensor of shape ", at::IntArrayRef(shape), " on ", means.device(), ", got ",
-                t.scalar_type(), " ", t.sizes(), " on ", t.device());
-  };
-  TORCH_CHECK(means.scalar_type() == at::kFloat || means.scalar_type() == at::kDouble,
-              "recon projection: float32 or float64 tensors expected, got ", means.scalar_type());
-  expect(means, {N, 3}, "means");
-  expect(quats, {N, 4}, "quats");
-  expect(log_scales, {N, 3}, "log_scales");
-  expect(opacity_logits, {N}, "opacity_logits");
-  expect(viewmats, {B, 4, 4}, "viewmats");
-  expect(Ks, {B, 3, 3}, "Ks");
-  TORCH_CHECK(width > 0 && height > 0, "recon projection: image size must be positive");
-  TORCH_CHECK(B * N < (int64_t(1) << 31), "recon projection: too many Gaussians x cameras");
-  return gpu::ProjectOptions{static_cast<int>(B), static_cast<int>(N), static_cast<int>(width),
-                             static_cast<int>(height), eps2d, near_plane, far_plane,
-                             radius_clip, antialiased};
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-project_gaussians_fwd_cuda(const at::Tensor& means, const at::Tensor& quats,
-                           const at::Tensor& log_scales, const at::Tensor& opacity_logits,
-                           const at::Tensor& viewmats, const at::Tensor& Ks, int64_t width,
-                           int64_t height, double eps2d, double near_plane, double far_plane,
-                           double radius_clip, bool antialiased) {
-  const gpu::ProjectOptions o =
-      check_project_inputs(means, quats, log_scales, opacity_logits, viewmats, Ks, width, height,
-                           eps2d, near_plane, far_plane, radius_clip, antialiased);
+ProjectOutputs project_gaussians_fwd_cuda(
+    const at::Tensor& means, const at::Tensor& quats, const at::Tensor& log_scales,
+    const at::Tensor& opacity_logits, const at::Tensor& viewmats, const at::Tensor& Ks,
+    int64_t width, int64_t height, double eps2d, double near_plane, double far_plane,
+    double radius_clip, bool antialiased) {
   const c10::cuda::CUDAGuard guard(means.device());
-  const auto opts = means.options();
-  const auto iopts = opts.dtype(at::kInt);
-  at::Tensor means2d = at::empty({o.B, o.N, 2}, opts);
-  at::Tensor conics = at::empty({o.B, o.N, 3}, opts);
-  at::Tensor opacities = at::empty({o.B, o.N}, opts);
-  at::Tensor depths = at::empty({o.B, o.N}, opts);
-  at::Tensor bounds = at::empty({o.B, o.N, 4}, iopts);
-  at::Tensor radii = at::empty({o.B, o.N}, iopts);
-  at::Tensor normals = at::empty({o.B, o.N, 3}, opts);
   void* stream = c10::cuda::getCurrentCUDAStream().stream();
-  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "recon::project_gaussians_fwd", [&] {
-    gpu::ProjectForwardArgs<scalar_t> a{o,
-                                        means.data_ptr<scalar_t>(),
-                                        quats.data_ptr<scalar_t>(),
-                                        log_scales.data_ptr<scalar_t>(),
-                                        opacity_logits.data_ptr<scalar_t>(),
-                                        viewmats.data_ptr<scalar_t>(),
-                                        Ks.data_ptr<scalar_t>(),
-                                        means2d.data_ptr<scalar_t>(),
-                                        conics.data_ptr<scalar_t>(),
-                                        opacities.data_ptr<scalar_t>(),
-                                        depths.data_ptr<scalar_t>(),
-                                        normals.data_ptr<scalar_t>(),
-                                        bounds.data_ptr<int32_t>(),
-                                        radii.data_ptr<int32_t>()};
-    gpu::project_gaussians_forward<scalar_t>(a, stream);
-  });
+  auto out = project_forward(means, quats, log_scales, opacity_logits, viewmats, Ks, width, height,
+                             eps2d, near_plane, far_plane, radius_clip, antialiased,
+                             [&](const auto& a) { gpu::project_gaussians_forward(a, stream); });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {means2d, conics, opacities, depths, bounds, radii, normals};
+  return out;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> project_gaussians_bwd_cuda(
+ProjectGradients project_gaussians_bwd_cuda(
     const at::Tensor& means, const at::Tensor& quats, const at::Tensor& log_scales,
     const at::Tensor& opacity_logits, const at::Tensor& viewmats, const at::Tensor& Ks,
     int64_t width, int64_t height, double eps2d, double near_plane, double far_plane,
     double radius_clip, bool antialiased, const at::Tensor& v_means2d, const at::Tensor& v_conics,
     const at::Tensor& v_opacities, const at::Tensor& v_depths, const at::Tensor& v_normals) {
-  const gpu::ProjectOptions o =
-      check_project_inputs(means, quats, log_scales, opacity_logits, viewmats, Ks, width, height,
-                           eps2d, near_plane, far_plane, radius_clip, antialiased);
-  const std::pair<const at::Tensor*, int64_t> cotangents[] = {
-      {&v_means2d, 2}, {&v_conics, 3}, {&v_opacities, 0}, {&v_depths, 0}, {&v_normals, 3}};
-  for (const auto& [t, last] : cotangents) {
-    const std::vector<int64_t> shape =
-        last ? std::vector<int64_t>{o.B, o.N, last} : std::vector<int64_t>{o.B, o.N};
-    TORCH_CHECK(t->sizes() == at::IntArrayRef(shape) && t->is_contiguous() &&
-                    t->scalar_type() == means.scalar_type() && t->device() == means.device(),
-                "recon projection backward: cotangents must be contiguous tensors shaped like "
-                "the forward outputs, got ", t->sizes());
-  }
   const c10::cuda::CUDAGuard guard(means.device());
-  at::Tensor v_means = at::empty_like(means);
-  at::Tensor v_quats = at::empty_like(quats);
-  at::Tensor v_log_scales = at::empty_like(log_scales);
-  at::Tensor v_logits = at::empty_like(opacity_logits);
   void* stream = c10::cuda::getCurrentCUDAStream().stream();
-  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "recon::project_gaussians_bwd", [&] {
-    gpu::ProjectBackwardArgs<scalar_t> a{o,
-                                         means.data_ptr<scalar_t>(),
-                                         quats.data_ptr<scalar_t>(),
-                                         log_scales.data_ptr<scalar_t>(),
-                                         opacity_logits.data_ptr<scalar_t>(),
-                                         viewmats.data_ptr<scalar_t>(),
-                                         Ks.data_ptr<scalar_t>(),
-                                         v_means2d.data_ptr<scalar_t>(),
-                                         v_conics.data_ptr<scalar_t>(),
-                                         v_opacities.data_ptr<scalar_t>(),
-                                         v_depths.data_ptr<scalar_t>(),
-                                         v_normals.data_ptr<scalar_t>(),
-                                         v_means.data_ptr<scalar_t>(),
-                                         v_quats.data_ptr<scalar_t>(),
-                                         v_log_scales.data_ptr<scalar_t>(),
-                                         v_logits.data_ptr<scalar_t>()};
-    gpu::project_gaussians_backward<scalar_t>(a, stream);
-  });
+  auto grads = project_backward(means, quats, log_scales, opacity_logits, viewmats, Ks, width,
+                                height, eps2d, near_plane, far_plane, radius_clip, antialiased,
+                                v_means2d, v_conics, v_opacities, v_depths, v_normals,
+                                [&](const auto& a) { gpu::project_gaussians_backward(a, stream); });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {v_means, v_quats, v_log_scales, v_logits};
+  return grads;
 }
 
 // Binning in four launches and one host sync (the intersection count sizes the arrays): tile

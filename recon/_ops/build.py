@@ -66,7 +66,8 @@ def sources(cuda: bool) -> list[Path]:
 
 def _headers() -> list[Path]:
     root = cuda_dir()
-    return sorted((root / "include").glob("*.h")) + sorted((root / "gpu").glob("*.h"))
+    return ([root / "bindings.h"] + sorted((root / "include").glob("*.h"))
+            + sorted((root / "gpu").glob("*.h")))
 
 
 def extension_name(cuda: bool) -> str:

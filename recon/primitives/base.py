@@ -3,7 +3,9 @@
 A primitive module (gaussians, convexes, triangles) provides
 
 * ``project(primitives, viewmats, Ks, width, height, **opts) -> Footprints``: differentiable
-  (autograd) projection of the whole set into B cameras;
+  (autograd) projection of the whole set into B cameras in torch (the reference);
+* optionally ``project_native`` with the same signature and results: a fused native op for the
+  cpu and cuda backends (it may fall back to ``project`` where it cannot serve a call);
 * ``kernel_torch(params, px, py) -> (k, w)``: the torch twin of the native pixel kernel in
   ``cuda/include/<kind>.h`` (broadcasting; k in [0, 1], w the V interpolation weights), used by
   the dense reference rasterizer and to check the native VJP;
@@ -68,6 +70,7 @@ class PrimitiveOps(NamedTuple):
     kind: int
     project: Callable[..., Footprints]
     kernel_torch: KernelTorch
+    project_native: Callable[..., Footprints] | None = None
 
 
 _BY_TYPE: dict[type, PrimitiveOps] = {}
@@ -75,9 +78,10 @@ _KERNELS: dict[int, KernelTorch] = {}
 
 
 def register(primitive_type: type, kind: int, project: Callable[..., Footprints],
-             kernel_torch: KernelTorch) -> None:
+             kernel_torch: KernelTorch,
+             project_native: Callable[..., Footprints] | None = None) -> None:
     """Make ``primitive_type`` renderable (called once by each primitive module)."""
-    _BY_TYPE[primitive_type] = PrimitiveOps(kind, project, kernel_torch)
+    _BY_TYPE[primitive_type] = PrimitiveOps(kind, project, kernel_torch, project_native)
     _KERNELS[kind] = kernel_torch
 
 

@@ -62,29 +62,27 @@ def covariances(quats: Tensor, scales: Tensor) -> Tensor:
     return m @ m.transpose(-1, -2)
 
 
-def project(gaussians: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, height: int, *,
-            eps2d: float = 0.3, near_plane: float = 0.01, far_plane: float = 1e10,
-            antialiased: bool = False, radius_clip: float = 0.0) -> Footprints:
-    """EWA-project the Gaussians into B pinhole cameras (see :func:`project_torch`). On a CUDA
-    device one fused kernel per direction computes the same footprints (the torch version is
-    ~100 small kernels each way); the torch version serves the CPU, cameras that need gradients,
-    and machines where the native extension cannot be built."""
+def project_native(gaussians: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, height: int,
+                   *, eps2d: float = 0.3, near_plane: float = 0.01, far_plane: float = 1e10,
+                   antialiased: bool = False, radius_clip: float = 0.0) -> Footprints:
+    """:func:`project_torch` in one fused native op per direction (OpenMP on the CPU, one CUDA
+    kernel on a GPU) instead of ~100 small torch ops each way. Cameras that need gradients, and
+    machines where the native extension cannot be built, get the torch projection."""
     options = dict(eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
                    antialiased=antialiased, radius_clip=radius_clip)
-    if gaussians.means.is_cuda and not (viewmats.requires_grad or Ks.requires_grad):
-        from recon._ops import project_gaussians
-        from recon._ops.build import NativeBuildError
+    if viewmats.requires_grad or Ks.requires_grad:
+        return project_torch(gaussians, viewmats, Ks, width, height, **options)
+    from recon._ops import project_gaussians
+    from recon._ops.build import NativeBuildError
 
-        try:
-            p = project_gaussians(gaussians.means, gaussians.quats, gaussians.log_scales,
-                                  gaussians.opacity_logits, viewmats, Ks, width, height,
-                                  **options)
-        except NativeBuildError:  # e.g. backend="torch" without a compiler: stay in torch
-            return project_torch(gaussians, viewmats, Ks, width, height, **options)
-        return Footprints(kind=KIND_GAUSSIAN, params=torch.cat([p.means2d, p.conics], -1),
-                          opacities=p.opacities, depths=p.depths, bounds=p.bounds,
-                          means2d=p.means2d, radii=p.radii, normals=p.normals, vertices=1)
-    return project_torch(gaussians, viewmats, Ks, width, height, **options)
+    try:
+        p = project_gaussians(gaussians.means, gaussians.quats, gaussians.log_scales,
+                              gaussians.opacity_logits, viewmats, Ks, width, height, **options)
+    except NativeBuildError:
+        return project_torch(gaussians, viewmats, Ks, width, height, **options)
+    return Footprints(kind=KIND_GAUSSIAN, params=torch.cat([p.means2d, p.conics], -1),
+                      opacities=p.opacities, depths=p.depths, bounds=p.bounds,
+                      means2d=p.means2d, radii=p.radii, normals=p.normals, vertices=1)
 
 
 def project_torch(gaussians: Gaussians, viewmats: Tensor, Ks: Tensor, width: int, height: int, *,
@@ -169,7 +167,7 @@ def kernel_torch(params: Tensor, px: Tensor, py: Tensor) -> tuple[Tensor, Tensor
     return k, torch.ones_like(k)[..., None]
 
 
-register(Gaussians, KIND_GAUSSIAN, project, kernel_torch)
+register(Gaussians, KIND_GAUSSIAN, project_torch, kernel_torch, project_native)
 
-__all__ = ["Gaussians", "covariances", "kernel_torch", "project", "project_torch",
+__all__ = ["Gaussians", "covariances", "kernel_torch", "project_native", "project_torch",
            "quat_to_rotmat"]

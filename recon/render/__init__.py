@@ -80,7 +80,8 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
     device, dtype = centers.device, centers.dtype
     backend = _resolve_backend(backend, device)
     viewmats, Ks = (t.to(dtype) for t in cameras_to_tensors(cams, device))
-    fp = ops.project(primitives, viewmats, Ks, width, height, **project_options)
+    project = ops.project_native if ops.project_native and backend != "torch" else ops.project
+    fp = project(primitives, viewmats, Ks, width, height, **project_options)
     B, N = fp.opacities.shape
     V = fp.vertices
 

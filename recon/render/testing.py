@@ -39,3 +39,26 @@ def reference(fp, params, opacities, features, width, height):
 def leaves(*tensors):
     """Detached copies that require grad (fresh autograd leaves)."""
     return [t.detach().clone().requires_grad_() for t in tensors]
+
+
+def random_gaussians(n: int, dtype=torch.float32, seed: int = 0):
+    """``n`` random Gaussians around the origin, some behind or beside the cameras of
+    :func:`two_cameras` (so culling is exercised too)."""
+    from recon.primitives import Gaussians
+
+    gen = torch.Generator().manual_seed(seed)
+    return Gaussians(
+        means=torch.randn(n, 3, generator=gen, dtype=dtype) * 1.5,
+        quats=torch.randn(n, 4, generator=gen, dtype=dtype),
+        log_scales=torch.randn(n, 3, generator=gen, dtype=dtype) * 0.7 - 2.5,
+        opacity_logits=torch.randn(n, generator=gen, dtype=dtype))
+
+
+def two_cameras(width: int = 67, height: int = 45):
+    """Two posed cameras looking at the origin, with a non-centred principal point."""
+    import numpy as np
+
+    from recon.cameras import Camera, look_at
+
+    return [Camera(width, height, 50.0, 48.0, 30.0, 25.0, look_at(np.array(eye), np.zeros(3)))
+            for eye in ((0.0, -3.0, 0.8), (2.0, -1.0, 0.3))]

@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recon.primitives.gaussians import Gaussians, covariances, kernel_torch, project
+from recon.primitives.gaussians import (Gaussians, covariances, kernel_torch, project_native,
+                                        project_torch)
 from recon.render.sh import eval_sh
 
 torch_impl = pytest.importorskip("gsplat.cuda._torch_impl")
+# The torch projection (the reference) and the fused native op must both pass every check.
+PROJECTIONS = pytest.mark.parametrize("project", [project_torch, project_native],
+                                      ids=["torch", "native"])
 
 WIDTH, HEIGHT = 64, 48
 
@@ -29,8 +33,9 @@ def scene(seed: int, n: int = 200):
     return g, viewmats, Ks
 
 
+@PROJECTIONS
 @pytest.mark.parametrize("antialiased", [False, True])
-def test_projection_matches_gsplat(antialiased):
+def test_projection_matches_gsplat(antialiased, project):
     g, viewmats, Ks = scene(0)
     fp = project(g, viewmats, Ks, WIDTH, HEIGHT, antialiased=antialiased)
     radii, means2d, depths, conics, comp = torch_impl._fully_fused_projection(
@@ -58,7 +63,8 @@ def test_projection_matches_gsplat(antialiased):
                                    rtol=1e-10, atol=1e-12)
 
 
-def test_projection_gradients_are_finite_for_culled_splats():
+@PROJECTIONS
+def test_projection_gradients_are_finite_for_culled_splats(project):
     # Splats behind the camera, at the camera centre and with huge/tiny scales must not poison
     # the gradients of the others with NaN/inf.
     g, viewmats, Ks = scene(1, n=50)
@@ -76,7 +82,8 @@ def test_projection_gradients_are_finite_for_culled_splats():
     assert int(fp.bounds[0, 2, 2] - fp.bounds[0, 2, 0]) == WIDTH  # huge: clipped to the image
 
 
-def test_normals_face_the_camera_along_shortest_axis():
+@PROJECTIONS
+def test_normals_face_the_camera_along_shortest_axis(project):
     g = Gaussians(means=torch.tensor([[0.0, 0.0, 0.0]], dtype=torch.float64),
                   quats=torch.tensor([[1.0, 0, 0, 0]], dtype=torch.float64),
                   log_scales=torch.tensor([[0.0, -3.0, 0.0]], dtype=torch.float64),

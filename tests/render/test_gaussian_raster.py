@@ -7,7 +7,7 @@ import torch
 
 from recon._ops import rasterize
 from recon.primitives.base import KIND_GAUSSIAN
-from recon.primitives.gaussians import Gaussians, project
+from recon.primitives.gaussians import Gaussians, project_native as project
 from recon.render.binning import bin_footprints
 from recon.render.reference import rasterize_dense
 
