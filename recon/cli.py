@@ -156,6 +156,68 @@ class Export:
 
 
 @dataclass(frozen=True)
+class View:
+    """Open the web viewer on a fitted run, a 3DGS .ply or a mesh; prints its URL."""
+
+    target: tyro.conf.Positional[Path]
+    """Run directory (recon fit --out), 3DGS .ply, or mesh (.ply/.obj/.glb/.stl/.off)."""
+    host: str = "127.0.0.1"
+    """Address to bind; anything but loopback exposes the viewer (it has no authentication)."""
+    port: int = 8080
+    """Port (the next free one when it is busy)."""
+    step: int | None = None
+    """Checkpoint step of a run (default: the newest)."""
+    backend: Literal["auto", "cpu", "cuda", "torch"] = "auto"
+    """Renderer of the server-side views."""
+
+    def run_command(self) -> None:
+        from recon.viewer.app import view
+
+        view(self.target, host=self.host, port=self.port, step=self.step, backend=self.backend)
+
+
+@dataclass(frozen=True)
+class Render:
+    """Render a fly-through video of a run along a camera path (mp4 plus PNG frames)."""
+
+    run: tyro.conf.Positional[Path]
+    """Run directory written by `recon fit`."""
+    path: str = "orbit"
+    """orbit (a circle around the scene), train (through the training cameras), or a camera
+    path JSON recorded in the viewer."""
+    out: Path = Path("video.mp4")
+    """Video file; the frames go to <stem>_frames/ beside it."""
+    mode: Literal["rgb", "depth", "normal", "alpha"] = "rgb"
+    """What to render."""
+    fps: float | None = None
+    """Frames per second (default: the path's, 30 for orbit/train)."""
+    seconds: float | None = None
+    """Length (default: the path's; 6 s orbit, 0.5 s per training camera)."""
+    width: int | None = None
+    """Frame width (default: the training images')."""
+    height: int | None = None
+    """Frame height (default: the training images')."""
+    step: int | None = None
+    """Checkpoint step (default: the newest)."""
+    backend: Literal["auto", "cpu", "cuda", "torch"] = "auto"
+    """Renderer."""
+    force: bool = False
+    """Replace an existing video and frames."""
+    quiet: bool = False
+    """No progress bar."""
+
+    def run_command(self) -> None:
+        from recon.render_video import render_camera_path
+
+        result = render_camera_path(self.run, self.path, self.out, mode=self.mode, fps=self.fps,
+                                    seconds=self.seconds, width=self.width, height=self.height,
+                                    step=self.step, backend=self.backend, force=self.force,
+                                    quiet=self.quiet)
+        print(f"Wrote {result['video']} ({result['num_frames']} frames, {result['width']}x"
+              f"{result['height']} at {result['fps']:g} fps) and {result['frames_dir']}/")
+
+
+@dataclass(frozen=True)
 class Demo:
     """The main job on the built-in default scene (what `make demo` runs)."""
 
@@ -213,7 +275,12 @@ def _run_fit(args: list[str]) -> None:
 
     preset, rest = _split_preset(args)
     config = _fit_command(preset).parse(rest)
-    run_dir = fit(config)
+    if config.viewer:
+        from recon.viewer.training import fit_with_viewer
+
+        run_dir = fit_with_viewer(config)
+    else:
+        run_dir = fit(config)
     print(f"Run written to {run_dir}. Next: recon eval {run_dir}  |  recon export {run_dir}")
 
 
@@ -229,6 +296,8 @@ COMMANDS = {
     "fit": FitHelp,
     "eval": Eval,
     "export": Export,
+    "view": View,
+    "render": Render,
     "demo": Demo,
 }
 

@@ -143,6 +143,13 @@ class FitConfig:
     """Replace an existing run directory."""
     quiet: bool = False
     """No progress bar."""
+    viewer: bool = False
+    """Watch the fit in the web viewer (its URL is printed; it stays open after the last step
+    when run from a terminal, until Ctrl-C)."""
+    viewer_host: str = "127.0.0.1"
+    """Address the viewer binds; anything but loopback exposes it (no authentication)."""
+    viewer_port: int = 8080
+    """Viewer port (the next free one when it is busy)."""
 
     def build_strategy(self) -> DefaultStrategy | MCMCStrategy:
         """A fresh strategy object with the selected strategy's settings."""
