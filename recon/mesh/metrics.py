@@ -1,20 +1,22 @@
 """Geometry metrics between a predicted and a ground-truth mesh (``recon eval-mesh PRED GT``).
 
 Both surfaces are sampled uniformly by area (the same number of points each, fixed seed), and
-every sample is matched to its nearest sample on the other surface:
+every sample is matched to its closest point on the other *surface* (exact point-to-triangle
+distance through open3d's ray-casting BVH, so there is no sampling floor as with sample-to-sample
+matching):
 
 * accuracy = mean distance pred -> GT, completeness = mean distance GT -> pred;
 * Chamfer distance = (accuracy + completeness) / 2, the mean of both directions;
-* normal consistency = mean over both directions of |n · n_nearest| (unsigned: extracted
-  meshes need not share the GT's orientation convention; 1 = every normal agrees);
+* normal consistency = mean over both directions of |n · n_closest| with n_closest the normal
+  of the closest triangle (unsigned: extracted meshes need not share the GT's orientation
+  convention; 1 = every normal agrees);
 * precision / recall = fraction of pred / GT samples within τ of the other surface, and the
   F-score 2PR / (P + R);
 * watertight = every edge of the prediction is shared by exactly two faces, consistently wound.
 
 Distances are reported as fractions of the GT bounding-box diagonal (so scenes of any scale
-compare), and τ is given in the same unit. With n samples per surface the nearest-sample
-distance overestimates the true point-to-surface distance by about the sample spacing
-sqrt(area / n); 100k samples keep that well under 0.1% of the diagonal for compact objects.
+compare), and τ is given in the same unit. The means are Monte-Carlo estimates over the samples:
+100k samples put their standard error far below 0.01% of the diagonal.
 """
 
 from __future__ import annotations
@@ -52,8 +54,6 @@ class MeshMetrics:
 def compare_meshes(pred, gt, samples: int = DEFAULT_SAMPLES,
                    threshold: float = DEFAULT_THRESHOLD, seed: int = 0) -> MeshMetrics:
     """Metrics of ``pred`` against ``gt`` (``trimesh.Trimesh``), see the module docstring."""
-    from scipy.spatial import cKDTree
-
     if samples < 1:
         raise ReconError(f"--samples must be at least 1, got {samples}.")
     if not threshold > 0:
@@ -67,11 +67,10 @@ def compare_meshes(pred, gt, samples: int = DEFAULT_SAMPLES,
             raise ReconError(f"The {name} mesh has zero surface area; give a real surface.")
     p_pts, p_nrm = _sample(pred, samples, seed)
     g_pts, g_nrm = _sample(gt, samples, seed + 1)
-    d_pg, i_pg = cKDTree(g_pts).query(p_pts)
-    d_gp, i_gp = cKDTree(p_pts).query(g_pts)
+    d_pg, n_pg = _closest(gt, p_pts)
+    d_gp, n_gp = _closest(pred, g_pts)
     accuracy, completeness = d_pg.mean() / diagonal, d_gp.mean() / diagonal
-    nc = 0.5 * (np.abs((p_nrm * g_nrm[i_pg]).sum(1)).mean()
-                + np.abs((g_nrm * p_nrm[i_gp]).sum(1)).mean())
+    nc = 0.5 * (np.abs((p_nrm * n_pg).sum(1)).mean() + np.abs((g_nrm * n_gp).sum(1)).mean())
     tau = threshold * diagonal
     precision, recall = float((d_pg < tau).mean()), float((d_gp < tau).mean())
     fscore = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
@@ -104,6 +103,20 @@ def format_metrics(m: MeshMetrics) -> str:
         f"watertight          {'yes' if m.watertight else 'no'} "
         f"(GT: {'yes' if m.gt_watertight else 'no'})",
     ])
+
+
+def _closest(mesh, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance [M] from each point to the surface of ``mesh``, and the unit normal [M,3] of
+    the triangle where the closest point lies."""
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
+                        o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
+    found = scene.compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
+    closest = found["points"].numpy().astype(np.float64)
+    faces = found["primitive_ids"].numpy().astype(np.int64)
+    return np.linalg.norm(points - closest, axis=1), np.asarray(mesh.face_normals)[faces]
 
 
 def _sample(mesh, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
