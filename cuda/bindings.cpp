@@ -126,6 +126,22 @@ ShSizes check_sh_inputs(int64_t degree, const at::Tensor& dirs, const at::Tensor
                  static_cast<int>(coeffs.size(-1)), shared};
 }
 
+BinGrid check_bin_inputs(const at::Tensor& bounds, const at::Tensor& depths, int64_t width,
+                         int64_t height, int64_t tile_size) {
+  TORCH_CHECK(depths.dim() == 2 && bounds.dim() == 3 && bounds.size(0) == depths.size(0) &&
+                  bounds.size(1) == depths.size(1) && bounds.size(2) == 4,
+              "recon binning: bounds must be [B,N,4] and depths [B,N], got ", bounds.sizes(),
+              " and ", depths.sizes());
+  TORCH_CHECK(bounds.device() == depths.device(),
+              "recon binning: bounds and depths must be on the same device");
+  TORCH_CHECK(width > 0 && height > 0 && tile_size > 0,
+              "recon binning: width, height and tile_size must be positive");
+  return BinGrid{static_cast<int>(depths.size(0)), static_cast<int>(depths.size(1)),
+                 static_cast<int>(width), static_cast<int>(height), static_cast<int>(tile_size),
+                 static_cast<int>((width + tile_size - 1) / tile_size),
+                 static_cast<int>((height + tile_size - 1) / tile_size)};
+}
+
 // Checks the projection inputs (shapes in cuda/include/project.h) and returns the sizes.
 ProjectOptions check_project_inputs(const at::Tensor& means, const at::Tensor& quats,
                                          const at::Tensor& log_scales,
@@ -281,6 +297,25 @@ std::tuple<at::Tensor, at::Tensor> sh_bwd_cpu(int64_t degree, const at::Tensor& 
   return {v_dirs, v_coeffs};
 }
 
+std::tuple<at::Tensor, at::Tensor> bin_tiles_cpu(const at::Tensor& bounds, const at::Tensor& depths,
+                                                 int64_t width, int64_t height,
+                                                 int64_t tile_size) {
+  const BinGrid g = check_bin_inputs(bounds, depths, width, height, tile_size);
+  const at::Tensor b = bounds.to(at::kInt).contiguous();
+  const at::Tensor d = depths.to(at::kFloat).contiguous();
+  const int64_t num_tiles = static_cast<int64_t>(g.B) * g.tiles_x * g.tiles_y;
+  at::Tensor counts = at::empty({num_tiles}, depths.options().dtype(at::kLong));
+  const int64_t M = cpu::count_tile_intersections(g, b.data_ptr<int32_t>(),
+                                                  counts.data_ptr<int64_t>());
+  TORCH_CHECK(M < (int64_t{1} << 31), "recon binning: ", M,
+              " tile intersections overflow int32; use fewer primitives or a smaller image");
+  const auto iopts = depths.options().dtype(at::kInt);
+  at::Tensor prims = at::empty({M}, iopts), ranges = at::empty({num_tiles, 2}, iopts);
+  cpu::fill_tile_bins(g, b.data_ptr<int32_t>(), d.data_ptr<float>(), counts.data_ptr<int64_t>(),
+                      prims.data_ptr<int32_t>(), ranges.data_ptr<int32_t>());
+  return {prims, ranges};
+}
+
 ProjectOutputs project_gaussians_fwd_cpu(
     const at::Tensor& means, const at::Tensor& quats, const at::Tensor& log_scales,
     const at::Tensor& opacity_logits, const at::Tensor& viewmats, const at::Tensor& Ks,
@@ -321,8 +356,8 @@ TORCH_LIBRARY(recon, m) {
   m.def("sh_fwd(int degree, Tensor dirs, Tensor coeffs) -> Tensor colors");
   m.def("sh_bwd(int degree, Tensor dirs, Tensor coeffs, Tensor v_colors) "
         "-> (Tensor v_dirs, Tensor v_coeffs)");
-  // Tile binning of pixel boxes [B,N,4] by depth: CUDA only (recon.render.binning is the torch
-  // path and reference). isect_prims [M] int32, tile_ranges [B*tiles,2] int32.
+  // Tile binning of pixel boxes [B,N,4] by depth (recon.render.binning.bin_footprints_torch is
+  // the reference). isect_prims [M] int32, tile_ranges [B*tiles,2] int32.
   m.def("bin_tiles(Tensor bounds, Tensor depths, int width, int height, int tile_size) "
         "-> (Tensor isect_prims, Tensor tile_ranges)");
   // Fused Gaussian projection (recon.primitives.gaussians.project_torch is the reference).
@@ -345,6 +380,7 @@ TORCH_LIBRARY_IMPL(recon, CPU, m) {
   m.impl("rasterize_bwd", &recon::rasterize_bwd_cpu);
   m.impl("sh_fwd", &recon::sh_fwd_cpu);
   m.impl("sh_bwd", &recon::sh_bwd_cpu);
+  m.impl("bin_tiles", &recon::bin_tiles_cpu);
   m.impl("project_gaussians_fwd", &recon::project_gaussians_fwd_cpu);
   m.impl("project_gaussians_bwd", &recon::project_gaussians_bwd_cpu);
 }

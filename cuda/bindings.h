@@ -10,6 +10,7 @@
 
 #include <tuple>
 
+#include "include/binning.h"
 #include "include/common.h"
 #include "include/project.h"
 
@@ -41,6 +42,10 @@ void check_project_cotangents(const ProjectOptions& o, const at::Tensor& means,
                               const at::Tensor& v_means2d, const at::Tensor& v_conics,
                               const at::Tensor& v_opacities, const at::Tensor& v_depths,
                               const at::Tensor& v_normals);
+
+// bounds [B, N, 4] and depths [B, N] on one device; returns the tile grid.
+BinGrid check_bin_inputs(const at::Tensor& bounds, const at::Tensor& depths, int64_t width,
+                         int64_t height, int64_t tile_size);
 
 // means2d, conics, opacities, depths, bounds, radii, normals.
 using ProjectOutputs =

@@ -178,21 +178,10 @@ ProjectGradients project_gaussians_bwd_cuda(
 std::tuple<at::Tensor, at::Tensor> bin_tiles_cuda(const at::Tensor& bounds,
                                                   const at::Tensor& depths, int64_t width,
                                                   int64_t height, int64_t tile_size) {
-  TORCH_CHECK(depths.dim() == 2 && bounds.dim() == 3 && bounds.size(0) == depths.size(0) &&
-                  bounds.size(1) == depths.size(1) && bounds.size(2) == 4,
-              "recon binning: bounds must be [B,N,4] and depths [B,N], got ", bounds.sizes(),
-              " and ", depths.sizes());
-  TORCH_CHECK(bounds.device() == depths.device(),
-              "recon binning: bounds and depths must be on the same device");
-  TORCH_CHECK(width > 0 && height > 0 && tile_size > 0,
-              "recon binning: width, height and tile_size must be positive");
   const c10::cuda::CUDAGuard guard(depths.device());
+  const BinGrid g = check_bin_inputs(bounds, depths, width, height, tile_size);
   const at::Tensor b = bounds.to(at::kInt).contiguous();
   const at::Tensor d = depths.to(at::kFloat).contiguous();
-  gpu::BinGrid g{static_cast<int>(depths.size(0)), static_cast<int>(depths.size(1)),
-                 static_cast<int>(width), static_cast<int>(height), static_cast<int>(tile_size),
-                 static_cast<int>((width + tile_size - 1) / tile_size),
-                 static_cast<int>((height + tile_size - 1) / tile_size)};
   const int64_t num_tiles = static_cast<int64_t>(g.B) * g.tiles_x * g.tiles_y;
   const auto iopts = depths.options().dtype(at::kInt);
   const auto lopts = depths.options().dtype(at::kLong);

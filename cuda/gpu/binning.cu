@@ -14,24 +14,6 @@ constexpr int kThreads = 256;
 
 inline int blocks_for(int64_t n) { return static_cast<int>((n + kThreads - 1) / kThreads); }
 
-__device__ inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
-
-// The touched tile rectangle [tx0, tx0 + sx) × [ty0, ty0 + sy) of a box; empty boxes give 0 × 0.
-struct TileRect {
-  int tx0, ty0, sx, sy;
-};
-
-__device__ inline TileRect tile_rect(const BinGrid& g, const int32_t* box) {
-  const int ts = g.tile_size;
-  TileRect r;
-  r.tx0 = clampi(box[0], 0, g.width) / ts;
-  r.ty0 = clampi(box[1], 0, g.height) / ts;
-  r.sx = max(0, (clampi(box[2], 0, g.width) + ts - 1) / ts - r.tx0);
-  r.sy = max(0, (clampi(box[3], 0, g.height) + ts - 1) / ts - r.ty0);
-  if (box[2] <= box[0] || box[3] <= box[1]) r.sx = r.sy = 0;
-  return r;
-}
-
 __global__ void tile_counts_kernel(BinGrid g, const int32_t* __restrict__ bounds,
                                    int32_t* __restrict__ counts) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;

@@ -7,12 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../include/binning.h"
+
 namespace recon {
 namespace gpu {
-
-struct BinGrid {
-  int B, N, width, height, tile_size, tiles_x, tiles_y;
-};
 
 // counts[B*N]: tiles touched by each pixel box bounds[B*N,4] = [xmin, ymin, xmax, ymax).
 void tile_counts(const BinGrid& g, const int32_t* bounds, int32_t* counts, void* stream);

@@ -1,7 +1,9 @@
 """Tile binning: every (camera, primitive, touched tile) triple becomes one intersection, sorted by
 a 64-bit key (camera·tile id in the high 32 bits, the depth's float bits in the low 32), so each
-tile's primitives come out contiguous and front to back. Runs with torch ops on either device;
-on a GPU the only host synchronisation is reading the intersection count (to size the arrays)."""
+tile's primitives come out contiguous and front to back. The native op ``recon::bin_tiles``
+(a counting sort by tile + per-tile depth sorts on the CPU, a radix sort on a GPU) computes it;
+the torch version is its reference and the fallback where the extension cannot be built. On a GPU
+the only host synchronisation is reading the intersection count (to size the arrays)."""
 
 from __future__ import annotations
 
@@ -28,15 +30,15 @@ def bin_footprints(bounds: Tensor, depths: Tensor, width: int, height: int,
                    tile_size: int = 16) -> Bins:
     """Bin pixel boxes ``bounds`` [B,N,4] (int [xmin, ymin, xmax, ymax), empty = culled) with sort
     keys ``depths`` [B,N] (> 0 where visible) into tiles of ``tile_size`` pixels."""
-    tiles_x, tiles_y = tile_grid(width, height, tile_size)
-    if depths.is_cuda:
-        from recon._ops.build import load_ops
+    from recon._ops.build import NativeBuildError, load_ops
 
+    try:
         load_ops()
-        isect_prims, tile_ranges = torch.ops.recon.bin_tiles(bounds, depths, width, height,
-                                                             tile_size)
-        return Bins(isect_prims, tile_ranges, tiles_x, tiles_y)
-    return bin_footprints_torch(bounds, depths, width, height, tile_size)
+    except NativeBuildError:
+        return bin_footprints_torch(bounds, depths, width, height, tile_size)
+    tiles_x, tiles_y = tile_grid(width, height, tile_size)
+    isect_prims, tile_ranges = torch.ops.recon.bin_tiles(bounds, depths, width, height, tile_size)
+    return Bins(isect_prims, tile_ranges, tiles_x, tiles_y)
 
 
 @torch.no_grad()

@@ -1,6 +1,7 @@
-"""The CUDA binning op (``recon::bin_tiles``: tile counts, key writing, radix sort over the used key
-bits, tile ranges) against the torch binning it replaces on the GPU: identical arrays, since the
-rasterizer's output order (and thus every float sum) depends on them. Skipped without a GPU."""
+"""The native binning op ``recon::bin_tiles`` (CPU: counting sort by tile + per-tile depth sorts;
+CUDA: tile counts, key writing, radix sort over the used key bits, tile ranges) against the torch
+binning it replaces: identical arrays, since the rasterizer's output order (and thus every float
+sum) depends on them. The CUDA cases skip without a GPU."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import torch
 
 from recon.render.binning import bin_footprints, bin_footprints_torch
 
-pytestmark = pytest.mark.gpu
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
-def boxes(seed: int, B: int, N: int, width: int, height: int, max_size: int):
+def boxes(seed: int, B: int, N: int, width: int, height: int, max_size: int, device: str):
     """Random pixel boxes, some empty (culled), some partly or fully off-screen, with depth ties."""
     gen = torch.Generator().manual_seed(seed)
     x0 = torch.randint(-40, width + 10, (B, N), generator=gen)
@@ -22,7 +23,7 @@ def boxes(seed: int, B: int, N: int, width: int, height: int, max_size: int):
     bounds = torch.stack([x0, y0, x0 + w, y0 + h], -1).to(torch.int32)
     depths = torch.rand(B, N, generator=gen) * 10 + 0.1
     depths[:, 1::7] = depths[:, :1]  # ties: broken by primitive index (stable sort)
-    return bounds.cuda(), depths.cuda()
+    return bounds.to(device), depths.to(device)
 
 
 @pytest.mark.parametrize("B,N,width,height,tile,max_size", [
@@ -31,8 +32,9 @@ def boxes(seed: int, B: int, N: int, width: int, height: int, max_size: int):
     (2, 3000, 1920, 1080, 16, 300),  # big boxes: many tiles per primitive
     (1, 50, 100, 60, 8, 30),
 ])
-def test_cuda_binning_equals_torch(B, N, width, height, tile, max_size):
-    bounds, depths = boxes(B * N + width, B, N, width, height, max_size)
+@pytest.mark.parametrize("device", DEVICES)
+def test_native_binning_equals_torch(B, N, width, height, tile, max_size, device):
+    bounds, depths = boxes(B * N + width, B, N, width, height, max_size, device)
     got = bin_footprints(bounds, depths, width, height, tile)
     want = bin_footprints_torch(bounds, depths, width, height, tile)
     assert (got.tiles_x, got.tiles_y) == (want.tiles_x, want.tiles_y)
@@ -42,18 +44,20 @@ def test_cuda_binning_equals_torch(B, N, width, height, tile, max_size):
     assert torch.equal(got.tile_ranges, want.tile_ranges)
 
 
-def test_cuda_binning_float64_depths_match():
-    bounds, depths = boxes(1, 2, 300, 90, 70, 40)
+@pytest.mark.parametrize("device", DEVICES)
+def test_native_binning_float64_depths_match(device):
+    bounds, depths = boxes(1, 2, 300, 90, 70, 40, device)
     got = bin_footprints(bounds, depths.double(), 90, 70, 16)
     want = bin_footprints_torch(bounds, depths.double(), 90, 70, 16)
     assert torch.equal(got.isect_prims, want.isect_prims)
     assert torch.equal(got.tile_ranges, want.tile_ranges)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("N", [0, 5])
-def test_cuda_binning_without_intersections(N):
-    bounds = torch.zeros(2, N, 4, dtype=torch.int32, device="cuda")  # empty boxes: all culled
-    bins = bin_footprints(bounds, torch.ones(2, N, device="cuda"), 40, 20, 16)
+def test_native_binning_without_intersections(N, device):
+    bounds = torch.zeros(2, N, 4, dtype=torch.int32, device=device)  # empty boxes: all culled
+    bins = bin_footprints(bounds, torch.ones(2, N, device=device), 40, 20, 16)
     assert bins.isect_prims.numel() == 0
     assert bins.tile_ranges.shape == (2 * 3 * 2, 2)
     assert int(bins.tile_ranges.abs().sum()) == 0

@@ -1,0 +1,70 @@
+// Tile binning on the CPU: a counting sort of the intersections into their tiles (primitives in
+// index order), then each tile's list sorted by depth in parallel. Same output as the torch
+// binning's stable sort of (tile << 32 | depth bits) keys, without sorting M 64-bit keys.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../include/binning.h"
+
+namespace recon {
+namespace cpu {
+namespace {
+
+int64_t num_tiles(const BinGrid& g) { return static_cast<int64_t>(g.B) * g.tiles_x * g.tiles_y; }
+
+// Calls visit(tile id, flat primitive id) for every intersection, primitives in index order.
+template <typename Visit>
+void for_each_intersection(const BinGrid& g, const int32_t* bounds, Visit visit) {
+  const int64_t items = static_cast<int64_t>(g.B) * g.N;
+  for (int64_t i = 0; i < items; ++i) {
+    const TileRect r = tile_rect(g, bounds + 4 * i);
+    const int64_t camera_tile0 = (i / g.N) * g.tiles_x * g.tiles_y;
+    for (int y = r.ty0; y < r.ty0 + r.sy; ++y)
+      for (int x = r.tx0; x < r.tx0 + r.sx; ++x)
+        visit(camera_tile0 + static_cast<int64_t>(y) * g.tiles_x + x, i);
+  }
+}
+
+}  // namespace
+
+int64_t count_tile_intersections(const BinGrid& g, const int32_t* bounds, int64_t* tile_counts) {
+  std::fill(tile_counts, tile_counts + num_tiles(g), int64_t{0});
+  int64_t total = 0;
+  for_each_intersection(g, bounds, [&](int64_t tile, int64_t) {
+    ++tile_counts[tile];
+    ++total;
+  });
+  return total;
+}
+
+void fill_tile_bins(const BinGrid& g, const int32_t* bounds, const float* depths,
+                    const int64_t* tile_counts, int32_t* isect_prims, int32_t* tile_ranges) {
+  const int64_t tiles = num_tiles(g);
+  std::vector<int64_t> cursor(tiles);
+  int64_t start = 0;
+  for (int64_t t = 0; t < tiles; ++t) {
+    cursor[t] = start;
+    tile_ranges[2 * t] = static_cast<int32_t>(start);
+    start += tile_counts[t];
+    tile_ranges[2 * t + 1] = static_cast<int32_t>(start);
+  }
+  for_each_intersection(g, bounds, [&](int64_t tile, int64_t prim) {
+    isect_prims[cursor[tile]++] = static_cast<int32_t>(prim);
+  });
+  // Visible depths are > 0, where float order is the order of the bits as unsigned integers (the
+  // torch keys' low 32 bits); equal depths keep index order, as its stable sort does.
+  auto depth_bits = [depths](int32_t prim) {
+    uint32_t bits;
+    std::memcpy(&bits, depths + prim, sizeof bits);
+    return bits;
+  };
+#pragma omp parallel for schedule(dynamic, 16)
+  for (int64_t t = 0; t < tiles; ++t) {
+    std::stable_sort(isect_prims + tile_ranges[2 * t], isect_prims + tile_ranges[2 * t + 1],
+                     [&](int32_t a, int32_t b) { return depth_bits(a) < depth_bits(b); });
+  }
+}
+
+}  // namespace cpu
+}  // namespace recon
