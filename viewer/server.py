@@ -61,8 +61,8 @@ def host_warning(host: str) -> str | None:
 def start_server(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, label: str = "recon",
                  quiet: bool = False) -> StartedServer:
     """Start viser on ``host``:``port`` (or the next free port), print its URL and return it."""
-    if not 0 < port < 65536:
-        raise ViewerError(f"--port must be in 1..65535, got {port}.")
+    if not 0 <= port < 65536:
+        raise ViewerError(f"--port must be in 1..65535 (or 0: any free port), got {port}.")
     import viser
 
     messages = []
@@ -75,7 +75,7 @@ def start_server(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, label: s
         raise ViewerError(f"Cannot start the viewer on {host}:{port}: {exc}. Check --host (an "
                           "address of this machine) and --port.") from exc
     bound = server.get_port()
-    if bound != port:
+    if port and bound != port:
         messages.append(f"port {port} is busy; the viewer uses port {bound} instead.")
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     if ":" in shown:
