@@ -15,7 +15,7 @@ sampled from the visible Gaussians take over:
   small: all three are penalised.
 * **normal**: the normal (shortest axis) of g* should match the density-weighted normal of the
   neighbours, w_k ∝ o_k g_k(p) |⟨p-μ_k, n_k⟩| / s_k², which is the share of neighbour k in the
-  density gradient along its own normal (normals are signed towards p before averaging).
+  density gradient along its own normal (each n_k is first signed to agree with n*).
 
 The density sums over each sample's Gaussian's ``neighbors`` nearest Gaussians (k-NN lists
 recomputed every ``knn_every`` steps and after pruning).
@@ -123,20 +123,24 @@ class NeighbourDensity:
     ideal_sdf: Tensor
     """[S] s_g* √(-2 ln d(p)), g* the neighbour contributing most, s its smallest scale."""
     normal: Tensor
-    """[S, 3] unit normal (shortest axis) of g*, signed towards p."""
+    """[S, 3] unit normal (shortest axis) of g*."""
     neighbour_normal: Tensor
-    """[S, 3] Σ_k w_k n_k with w_k ∝ o_k g_k(p) |⟨p-μ_k, n_k⟩| / s_k² (normals signed towards p)."""
+    """[S, 3] Σ_k w_k n_k with w_k ∝ o_k g_k(p) |⟨p-μ_k, n_k⟩| / s_k², each n_k signed to agree
+    with n* (a plane has no preferred side)."""
 
 
 def neighbour_density(points: Tensor, neighbours: Tensor, means: Tensor, quats: Tensor,
                       log_scales: Tensor, opacity_logits: Tensor) -> NeighbourDensity:
-    """Evaluate the mixture at ``points`` [S, 3] over the Gaussians ``neighbours`` [S, K]."""
+    """Evaluate the mixture at ``points`` [S, 3] over the Gaussians ``neighbours`` [S, K].
+
+    Rotations, scales and opacities are computed once per Gaussian and then gathered (S·K is
+    ~10-100x the number of Gaussians)."""
     mu = means[neighbours]                                                     # [S,K,3]
-    rot = quat_to_rotmat(quats[neighbours])                                    # [S,K,3,3]
-    scales = log_scales[neighbours].exp()                                      # [S,K,3]
-    opacity = torch.sigmoid(opacity_logits[neighbours])                        # [S,K]
+    rot = quat_to_rotmat(quats)[neighbours]                                    # [S,K,3,3]
+    scales = log_scales.exp()[neighbours]                                      # [S,K,3]
+    opacity = torch.sigmoid(opacity_logits)[neighbours]                        # [S,K]
     delta = points[:, None] - mu
-    local = (rot.transpose(-1, -2) @ delta[..., None])[..., 0]                 # along the axes
+    local = (delta[..., None, :] @ rot)[..., 0, :]                             # Rᵀ(p - μ)
     kernel = torch.exp(-0.5 * (local / scales).square().sum(-1))
     contribution = opacity * kernel
     density = contribution.sum(-1)
@@ -145,15 +149,21 @@ def neighbour_density(points: Tensor, neighbours: Tensor, means: Tensor, quats: 
     s_min = scales.gather(-1, shortest[..., None])[..., 0]
     normals = rot.gather(-1, shortest[..., None, None].expand(*shortest.shape, 3, 1))[..., 0]
     offset = local.gather(-1, shortest[..., None])[..., 0]                    # ⟨p-μ, n⟩
-    normals = normals * torch.where(offset >= 0, 1.0, -1.0)[..., None]
 
     rows = torch.arange(len(points), device=points.device)
     dominant = contribution.detach().argmax(-1)
     ideal = s_min[rows, dominant] * (-2.0 * density.clamp(_TINY, 1.0).log()).clamp_min(_TINY).sqrt()
+    normal = normals[rows, dominant]
+    # A normal's sign is arbitrary (n and -n are the same plane): align them with n*.
+    alignment = (normals * normal[:, None]).sum(-1).detach()
+    normals = normals * torch.where(alignment >= 0, 1.0, -1.0)[..., None]
     weights = contribution * offset.abs() / s_min.square()
-    weights = weights / weights.sum(-1, keepdim=True).clamp_min(_TINY)
-    return NeighbourDensity(density=density, ideal_sdf=ideal, normal=normals[rows, dominant],
-                            neighbour_normal=(weights[..., None] * normals).sum(1))
+    total = weights.sum(-1, keepdim=True)
+    # A sample exactly in the planes of all its neighbours (offsets 0) has no density gradient
+    # to compare with: its own normal stands in, so it adds no penalty.
+    average = (weights[..., None] * normals).sum(1) / total.clamp_min(_TINY)
+    return NeighbourDensity(density=density, ideal_sdf=ideal, normal=normal,
+                            neighbour_normal=torch.where(total > 0, average, normal))
 
 
 def depth_sdf(points: Tensor, camera: Camera, depth: Tensor) -> tuple[Tensor, Tensor]:
