@@ -15,6 +15,7 @@ from typing import Literal
 import tyro
 
 from recon.errors import ReconError
+from recon.mesh.options import SugarOptions, TsdfOptions, ViewOptions
 from recon.train.config import DataOptions
 
 
@@ -135,24 +136,98 @@ class Eval:
 
 @dataclass(frozen=True)
 class Export:
-    """Export a fitted run's splats in the input's world frame (.ply: standard 3DGS; .splat)."""
+    """Export a fitted run in the input's world frame: its splats (.ply: standard 3DGS; .splat)
+    or its extracted mesh (.glb, .obj, or .ply with --what mesh)."""
 
     run: tyro.conf.Positional[Path]
     """Run directory written by `recon fit`."""
-    format: Literal["ply", "splat"] = "ply"
-    """ply: the standard 3DGS layout read by every splat viewer; splat: 32 bytes per Gaussian."""
+    format: Literal["ply", "splat", "glb", "obj"] = "ply"
+    """ply: the standard 3DGS layout read by every splat viewer (a mesh .ply with --what mesh);
+    splat: 32 bytes per Gaussian; glb/obj: the mesh written by `recon extract-mesh`."""
+    what: Literal["auto", "splats", "mesh"] = "auto"
+    """auto: ply/splat export the splats, glb/obj the mesh; mesh or splats to choose."""
+    method: Literal["sugar", "tsdf"] | None = None
+    """Which extracted mesh to export (default: the newest)."""
     out: Path | None = None
-    """Output file (default: RUN/export/splats.FORMAT)."""
+    """Output file (default: RUN/export/splats.FORMAT, or RUN/export/mesh_METHOD.FORMAT)."""
     step: int | None = None
-    """Checkpoint step to export (default: the newest)."""
+    """Checkpoint step of the splats to export (default: the newest)."""
     force: bool = False
     """Overwrite an existing export."""
 
     def run_command(self) -> None:
         from recon.export.splats import export_run
 
-        path = export_run(self.run, format=self.format, out=self.out, step=self.step, force=self.force)
+        path = export_run(self.run, format=self.format, out=self.out, step=self.step,
+                          force=self.force, what=self.what, mesh_method=self.method)
         print(f"Wrote {path}")
+
+
+@dataclass(frozen=True)
+class ExtractMesh:
+    """Extract a vertex-coloured mesh from a fitted run, in the input's world frame.
+
+    sugar: level-set points (density λ = 0.3) along the training rays with density-gradient
+    normals, screened Poisson, trimmed; tsdf: TSDF fusion of the rendered depth and colour."""
+
+    run: tyro.conf.Positional[Path]
+    """Run directory written by `recon fit`."""
+    method: Literal["sugar", "tsdf"] = "sugar"
+    """Extraction method."""
+    out: Path | None = None
+    """Mesh file, .ply/.obj/.glb (default: RUN/export/mesh_METHOD.ply)."""
+    step: int | None = None
+    """Checkpoint step (default: the newest)."""
+    backend: Literal["auto", "cpu", "cuda", "torch"] = "auto"
+    """Renderer of the training views."""
+    sugar: SugarOptions = field(default_factory=SugarOptions)
+    tsdf: TsdfOptions = field(default_factory=TsdfOptions)
+    view: ViewOptions = field(default_factory=ViewOptions)
+    seed: int = 0
+    """Random seed (which pixels SuGaR samples)."""
+    force: bool = False
+    """Overwrite an existing mesh file."""
+    quiet: bool = False
+    """No progress output."""
+
+    def run_command(self) -> None:
+        from recon.mesh.extract import extract_run_mesh
+
+        path = extract_run_mesh(self.run, self.method, out=self.out, step=self.step,
+                                sugar=self.sugar, tsdf=self.tsdf, view=self.view,
+                                backend=self.backend, seed=self.seed, force=self.force,
+                                quiet=self.quiet)
+        print(f"Wrote {path}. Compare it with a ground truth: recon eval-mesh {path} GT_MESH")
+
+
+@dataclass(frozen=True)
+class EvalMesh:
+    """Compare a mesh with a ground-truth mesh: Chamfer distance and F-score (as fractions of the
+    GT bounding-box diagonal), normal consistency, watertightness."""
+
+    pred: tyro.conf.Positional[Path]
+    """The mesh to score (.ply/.obj/.glb/.off/.stl)."""
+    gt: tyro.conf.Positional[Path]
+    """The ground-truth mesh, in the same frame (e.g. the mesh.ply of `recon scene`)."""
+    samples: int = 100_000
+    """Points sampled on each surface."""
+    threshold: float = 0.01
+    """F-score distance threshold, as a fraction of the GT bounding-box diagonal."""
+    seed: int = 0
+    """Random seed of the surface samples."""
+    json: bool = False
+    """Print JSON instead of a table."""
+
+    def run_command(self) -> None:
+        from recon.mesh.metrics import compare_mesh_files, format_metrics
+
+        metrics = compare_mesh_files(self.pred, self.gt, self.samples, self.threshold, self.seed)
+        if self.json:
+            import json
+
+            print(json.dumps(metrics.to_dict()))
+        else:
+            print(format_metrics(metrics))
 
 
 @dataclass(frozen=True)
@@ -296,6 +371,8 @@ COMMANDS = {
     "fit": FitHelp,
     "eval": Eval,
     "export": Export,
+    "extract-mesh": ExtractMesh,
+    "eval-mesh": EvalMesh,
     "view": View,
     "render": Render,
     "demo": Demo,

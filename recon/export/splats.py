@@ -214,15 +214,19 @@ def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
 
 
 def export_run(run_dir: Path, format: str = "ply", out: Path | None = None, step: int | None = None,
-               force: bool = False) -> Path:
+               force: bool = False, what: str = "auto", mesh_method: str | None = None) -> Path:
     """Export the splats of a run's checkpoint (the newest unless ``step``) in the input's world
     frame, to ``out`` or ``RUN/export/splats.<format>``; refuses to overwrite unless ``force``.
 
     SH bands above the checkpoint's active degree are written as zeros, so viewers that evaluate
-    every band in the file see exactly what the run renders.
+    every band in the file see exactly what the run renders. Mesh formats (and ``what="mesh"``)
+    export the run's extracted mesh instead, see :mod:`recon.export.meshes`.
     """
+    from recon.export.meshes import export_mesh, wants_mesh
     from recon.train.checkpoint import load_checkpoint
 
+    if wants_mesh(format, what):
+        return export_mesh(run_dir, format, out, method=mesh_method, force=force)
     writers = {"ply": write_ply, "splat": write_splat}
     if format not in writers:
         raise ReconError(f"Unknown export format {format!r}; choose one of {', '.join(writers)}.")

@@ -1,0 +1,100 @@
+"""``recon extract-mesh RUN --method sugar|tsdf``: a fitted run's surface as a coloured mesh.
+
+The run's Gaussians live in recon's normalised frame; the views are rendered and the mesh is
+extracted there, then mapped back to the input's world frame with the inverse of the dataset's
+normalisation (a similarity, so the mesh keeps its shape and winding) before it is written —
+the frame of the input cameras and of the ``mesh.ply`` that ``recon scene`` writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from recon.cameras import Similarity
+from recon.errors import OutputExistsError, ReconError
+from recon.mesh.options import SugarOptions, TsdfOptions, ViewOptions
+
+METHODS = ("sugar", "tsdf")
+RENDER_BACKENDS = ("auto", "cpu", "cuda", "torch")
+
+
+def default_mesh_path(run_dir: Path, method: str) -> Path:
+    """Where ``recon extract-mesh`` writes by default: ``RUN/export/mesh_<method>.ply``."""
+    from recon.export.splats import EXPORT_DIR
+
+    return Path(run_dir) / EXPORT_DIR / f"mesh_{method}.ply"
+
+
+def extract_run_mesh(run_dir: Path, method: str = "sugar", out: Path | None = None,
+                     step: int | None = None, sugar: SugarOptions = SugarOptions(),
+                     tsdf: TsdfOptions = TsdfOptions(), view: ViewOptions = ViewOptions(),
+                     backend: str = "auto", seed: int = 0, force: bool = False,
+                     quiet: bool = False) -> Path:
+    """Extract the mesh of a run's checkpoint (the newest unless ``step``) and write it to ``out``
+    (default :func:`default_mesh_path`; the suffix picks .ply/.obj/.glb). Returns the path."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+        TimeElapsedColumn
+
+    from recon.eval.evaluate import load_run
+    from recon.mesh.io import MESH_FORMATS, save_mesh
+    from recon.mesh.views import render_views, surface_sphere
+    from recon.train.backends import training_device
+
+    if method not in METHODS:
+        raise ReconError(f"Unknown mesh extraction method {method!r}; choose one of "
+                         f"{', '.join(METHODS)}.")
+    if backend not in RENDER_BACKENDS:
+        raise ReconError(f"Unknown render backend {backend!r} for mesh extraction; choose one of "
+                         f"{', '.join(RENDER_BACKENDS)}.")
+    if not 0.0 < view.alpha_min <= 1.0:
+        raise ReconError(f"--view.alpha-min must be in (0, 1], got {view.alpha_min}.")
+    out = Path(out) if out is not None else default_mesh_path(run_dir, method)
+    if out.suffix.lower().lstrip(".") not in MESH_FORMATS:
+        raise ReconError(f"Cannot write a mesh as {out.name!r}: --out must end in "
+                         f"{', '.join('.' + f for f in MESH_FORMATS)}.")
+    if out.exists() and not force:  # before minutes of work, not after
+        raise OutputExistsError(f"{out} already exists. Pass --force to overwrite it, or choose "
+                                "another --out.")
+    if not Path(run_dir).is_dir():
+        raise ReconError(f"Run directory {run_dir} does not exist. Give a folder written by "
+                         "`recon fit`.")
+    run = load_run(run_dir, step)
+    dataset = run["dataset"]
+    cameras = [dataset.cameras[i] for i in (dataset.indices("train") or range(len(dataset)))]
+    device = training_device(backend)
+    splats = {k: v.to(device) for k, v in run["splats"].items()}
+    torch.manual_seed(seed)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), disable=quiet) as progress:
+        views = render_views(splats, cameras, run["sh_degree"], backend, view.alpha_min,
+                             progress, **run["render_options"])
+        center, radius = surface_sphere(views, seed=seed)
+        if method == "sugar":
+            from recon.mesh.density import GaussianDensity
+            from recon.mesh.sugar import extract_sugar
+
+            density = GaussianDensity.from_splats(splats, sugar.neighbors)
+            mesh = extract_sugar(density, views, radius, sugar, seed, progress)
+        else:
+            from recon.mesh.tsdf import fuse_views
+
+            mesh = fuse_views(views, center, tsdf.margin * radius, tsdf.voxels, tsdf.truncation,
+                              progress)
+    mesh = transform_mesh(mesh, dataset.normalization.inverse())
+    return save_mesh(mesh, out, force=force)
+
+
+def transform_mesh(mesh, sim: Similarity):
+    """A copy of ``mesh`` (``trimesh.Trimesh``) after the world is mapped by ``sim``
+    (x' = s R x + t): vertices move, faces and vertex colours stay."""
+    from recon.mesh.io import make_mesh, vertex_colors
+
+    return make_mesh(sim.apply(np.asarray(mesh.vertices)), np.asarray(mesh.faces),
+                     vertex_colors(mesh))
+
+
+__all__ = ["METHODS", "default_mesh_path", "extract_run_mesh", "transform_mesh"]
