@@ -52,6 +52,7 @@ class Viewer:
         self._cameras: list[Camera] = []
         self._photos = None
         self._keyframes: list[Keyframe] = []
+        self._home: tuple[np.ndarray, np.ndarray, float | None] | None = None
         self._build_gui()
         self.server.on_client_connect(self._connected)
         self.server.on_client_disconnect(self._disconnected)
@@ -87,10 +88,23 @@ class Viewer:
                              scale=camera_scale(self._cameras))
         up = scene_up(self._cameras)
         self.server.scene.set_up_direction(tuple(float(v) for v in up))
+        # Start farther out and higher than the first training camera, looking at the scene
+        # centre with its field of view: its frustum then sits below the view, not across it.
         first = Keyframe.from_camera(self._cameras[0])
-        self.server.initial_camera.position = tuple(float(v) for v in first.position)
-        self.server.initial_camera.look_at = tuple(float(v) for v in _look_at_point(self._cameras))
-        self.server.initial_camera.fov = first.fov
+        target = _look_at_point(self._cameras)
+        offset = first.position - target
+        self.set_home(target + 1.4 * offset + 0.6 * np.linalg.norm(offset) * up, target,
+                      first.fov)
+
+    def set_home(self, position: np.ndarray, look_at: np.ndarray, fov: float | None = None) -> None:
+        """Where each browser's camera starts. It is also set on every client as it connects:
+        the browser applies viser's initial camera without reporting it back, so the server
+        would otherwise render the view it had before."""
+        self._home = (np.asarray(position, float), np.asarray(look_at, float), fov)
+        self.server.initial_camera.position = tuple(float(v) for v in position)
+        self.server.initial_camera.look_at = tuple(float(v) for v in look_at)
+        if fov is not None:
+            self.server.initial_camera.fov = fov
 
     def show_mesh(self, path: Path, transform: Similarity | None = None) -> None:
         add_mesh(self.server.scene, path, transform, name=f"/meshes/{Path(path).stem}")
@@ -112,6 +126,13 @@ class Viewer:
     # -- clients ------------------------------------------------------------------------------
 
     def _connected(self, client) -> None:
+        if self._home is not None:
+            position, look_at, fov = self._home
+            with client.atomic():
+                if fov is not None:
+                    client.camera.fov = fov
+                client.camera.position = position
+                client.camera.look_at = look_at
         loop = ClientRenderLoop(client, self.render, self.settings)
         with self._loops_lock:
             self._loops[client.client_id] = loop
@@ -315,9 +336,7 @@ def _aim_at(viewer: Viewer, points: np.ndarray) -> None:
     lo, hi = np.percentile(points, 2, axis=0), np.percentile(points, 98, axis=0)
     center = (lo + hi) / 2
     size = float(np.linalg.norm(hi - lo)) or 1.0
-    viewer.server.initial_camera.look_at = tuple(float(v) for v in center)
-    viewer.server.initial_camera.position = tuple(float(v) for v in
-                                                  center + size * np.array([0.8, -0.8, 0.6]))
+    viewer.set_home(center + size * np.array([0.8, -0.8, 0.6]), center)
 
 
 __all__ = ["DRAW_BROWSER", "DRAW_SERVER", "Viewer", "open_viewer", "view"]

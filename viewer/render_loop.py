@@ -48,6 +48,8 @@ class FrameInfo:
     jpeg_quality: int
     seconds: float
     """Render time."""
+    pose: Keyframe
+    """The browser camera the frame was rendered for."""
 
 
 class ClientRenderLoop:
@@ -135,7 +137,8 @@ class ClientRenderLoop:
         scene.set_background_image(image, format="jpeg", jpeg_quality=quality)
         self._cleared = False
         self.frames_sent += 1
-        self.last_frame = FrameInfo(kind, width, height, quality, time.perf_counter() - start)
+        self.last_frame = FrameInfo(kind, width, height, quality, time.perf_counter() - start,
+                                    pose)
 
 
 def frame_size(viewport_width: int, viewport_height: int, max_side: int) -> tuple[int, int]:

@@ -100,11 +100,11 @@ def thumbnail(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
 
 
 def camera_scale(cameras: list[Camera]) -> float:
-    """A frustum size that reads well: a tenth of the median distance between cameras and the
-    centre of all cameras."""
+    """A frustum size that reads well and hides little: 5% of the median distance between the
+    cameras and their mean centre."""
     centers = np.stack([c.center for c in cameras])
     spread = float(np.median(np.linalg.norm(centers - centers.mean(0), axis=1)))
-    return 0.1 * spread if spread > 0 else 0.1
+    return 0.05 * spread if spread > 0 else 0.05
 
 
 __all__ = ["THUMBNAIL_SIZE", "add_mesh", "add_splats", "add_training_cameras", "browser_splats",
