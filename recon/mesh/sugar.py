@@ -5,7 +5,8 @@
    radius.
 2. The Gaussian density (:mod:`recon.mesh.density`) is evaluated at the samples; the first place
    where it rises through the level λ (linear interpolation between the two samples around it)
-   is a surface point. Rays that never cross λ (a semi-transparent region) give none.
+   is a surface point (the bracketing interval is bisected a few times first). Rays that never
+   cross λ (a semi-transparent region) give none.
 3. Its normal is -∇d / |∇d| at that point, its colour the rendered colour of the pixel.
 4. open3d's screened Poisson reconstruction turns the oriented, coloured points into a mesh;
    vertices whose Poisson density (how many points support them) is in the lowest
@@ -26,6 +27,7 @@ from recon.mesh.options import SugarOptions
 from recon.mesh.views import View, _track, pixel_rays
 
 RAY_BATCH = 16_384
+BISECTIONS = 6  # refine each crossing to 1/64 of the sample spacing
 
 
 def level_set_points(density: GaussianDensity, views: Sequence[View], radius: float,
@@ -82,10 +84,25 @@ def _crossings(density: GaussianDensity, origin: np.ndarray, dirs: np.ndarray, d
     if len(rays) == 0:
         return None
     k = rising[rays].argmax(1)                                                 # first crossing
-    d0, d1 = d[rays, k], d[rays, k + 1]
-    t = (level - d0) / (d1 - d0)
-    z_hit = z[rays, k] + t * (z[rays, k + 1] - z[rays, k])
+    lo, hi = z[rays, k], z[rays, k + 1]
+    d_lo, d_hi = d[rays, k], d[rays, k + 1]
+    # The window's samples can be coarser than a flat Gaussian's thickness, and a linear
+    # interpolation across its steep profile would land near the outer sample: bisect the
+    # bracket first, then interpolate inside the last, nearly linear, interval.
+    for _ in range(BISECTIONS):
+        mid = 0.5 * (lo + hi)
+        d_mid = _density_on_rays(density, origin, dirs[rays], mid)
+        inside = d_mid >= level
+        hi, d_hi = np.where(inside, mid, hi), np.where(inside, d_mid, d_hi)
+        lo, d_lo = np.where(inside, lo, mid), np.where(inside, d_lo, d_mid)
+    z_hit = lo + (level - d_lo) / (d_hi - d_lo) * (hi - lo)
     return rays, origin + z_hit[:, None] * dirs[rays]
+
+
+def _density_on_rays(density: GaussianDensity, origin: np.ndarray, dirs: np.ndarray,
+                     z: np.ndarray) -> np.ndarray:
+    d, _ = density(torch.from_numpy(origin + z[:, None] * dirs), gradient=False)
+    return d.double().cpu().numpy()
 
 
 def poisson_surface(points: np.ndarray, normals: np.ndarray, colors: np.ndarray,
