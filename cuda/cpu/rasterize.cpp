@@ -1,7 +1,7 @@
 // OpenMP launcher of the tile rasterizer: one tile per task, the tile's pixel state held in small
 // arrays and the tile's depth-sorted primitives in the outer loop, so each footprint is read once
-// per tile, only the pixels inside the primitive's box are evaluated, and the tile stops as soon
-// as every pixel has saturated. No torch: raw pointers only.
+// per tile, only the pixels inside the primitive's box (and, for kernels with a row_span, inside
+// the reach of each row) are evaluated, and the tile stops as soon as every pixel has saturated. No torch: raw pointers only.
 //
 // Determinism: gradients (and the per-primitive max weight) are first written per intersection,
 // each row owned by the one tile that visits it, then reduced over intersections in sorted order.
@@ -82,13 +82,15 @@ void forward_tiles(const ForwardArgs<T>& a) {
         const T* feat = a.features + static_cast<size_t>(prim) * K::V * C;
         T best = T(0);
         for (int y = r.y0; y < r.y1; ++y) {
-          row.evaluate(fp, r.x0, r.x1, y);
-          for (int x = r.x0; x < r.x1; ++x) {
+          int x0 = r.x0, x1 = r.x1;
+          narrow_row<K>(fp, opacity, y, x0, x1);
+          row.evaluate(fp, x0, x1, y);
+          for (int x = x0; x < x1; ++x) {
             const int q = (y - g.rect.y0) * tw + (x - g.rect.x0);
             if (done[q]) continue;
             T weight = T(0);
             const T before = trans[q];
-            const int res = blend_step<K>(row.k[x - r.x0], row.weights(x - r.x0), opacity, feat, C,
+            const int res = blend_step<K>(row.k[x - x0], row.weights(x - x0), opacity, feat, C,
                                           trans[q], acc.data() + static_cast<size_t>(q) * C,
                                           weight);
             if (res == STEP_SATURATED) {
@@ -165,14 +167,16 @@ void backward_tiles(const BackwardArgs<T>& a) {
         T* v_feat = grads + K::P + 1;
         T* abs_fp = with_abs ? grads + K::P + 1 + VC : nullptr;
         for (int y = r.y0; y < r.y1; ++y) {
-          row.evaluate(fp, r.x0, r.x1, y);
+          int x0 = r.x0, x1 = r.x1;
+          narrow_row<K>(fp, opacity, y, x0, x1);
+          row.evaluate(fp, x0, x1, y);
           const T py = T(y) + T(0.5);
-          for (int x = r.x0; x < r.x1; ++x) {
+          for (int x = x0; x < x1; ++x) {
             const int q = (y - g.rect.y0) * tw + (x - g.rect.x0);
             if (i > last[q]) continue;
             const size_t pix = (static_cast<size_t>(g.b) * p.height + y) * p.width + x;
             backward_blend_step<K, PlainAdd>(
-                fp, row.k[x - r.x0], row.weights(x - r.x0), opacity, feat, C, T(x) + T(0.5), py,
+                fp, row.k[x - x0], row.weights(x - x0), opacity, feat, C, T(x) + T(0.5), py,
                 trans[q], S.data() + static_cast<size_t>(q) * C, a.v_out + pix * C,
                 a.v_alpha[pix], a.final_T[pix], v_fp, v_op, v_feat, abs_fp);
           }

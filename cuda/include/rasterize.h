@@ -85,6 +85,21 @@ struct HasVjpFromValue<K, T, std::void_t<decltype(K::template vjp_from_value<T>(
                                  std::declval<const T*>(), std::declval<T*>()))>>
     : std::true_type {};
 
+// A kernel may also offer row_span(fp, opacity, py, x0, x1): narrows the pixel range [x0, x1) of
+// the row with centre py to where α = opacity·k can reach ALPHA_MIN (the Gaussian's ellipse
+// chord), so the CPU launcher skips pixels that cannot blend. Optional.
+template <typename K, typename T, typename = void>
+struct HasRowSpan : std::false_type {};
+template <typename K, typename T>
+struct HasRowSpan<K, T, std::void_t<decltype(K::template row_span<T>(
+                            std::declval<const T*>(), T(), T(), std::declval<int&>(),
+                            std::declval<int&>()))>> : std::true_type {};
+
+template <typename K, typename T>
+HOST_DEVICE void narrow_row(const T* fp, T opacity, int y, int& x0, int& x1) {
+  if constexpr (HasRowSpan<K, T>::value) K::template row_span<T>(fp, opacity, T(y) + T(0.5), x0, x1);
+}
+
 enum StepResult { STEP_SKIPPED = 0, STEP_BLENDED = 1, STEP_SATURATED = 2 };
 
 // One front-to-back blending step at a pixel where the primitive's kernel value is k with
