@@ -83,3 +83,15 @@ def test_listener_with_nobody_connected_does_no_work(trainer, monkeypatch):
         assert published[0].num_gaussians == trainer.splats["means"].shape[0]
     finally:
         viewer.close()
+
+
+def test_fit_with_viewer_from_the_command_line(blobs_npz, tmp_path, capsys):
+    from recon.cli import main
+
+    out = tmp_path / "run"
+    main(["fit", str(blobs_npz), "--out", str(out), "--steps", "4", "--init.num-random", "300",
+          "--viewer", "--viewer-port", "0", "--quiet"])
+    printed = capsys.readouterr().out
+    assert "viewer: http://127.0.0.1:" in printed  # the URL, on loopback
+    assert f"Run written to {out}" in printed       # no terminal: it returns after the fit
+    assert [s for s, _ in list_checkpoints(out)] == [4]
