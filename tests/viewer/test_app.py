@@ -1,0 +1,121 @@
+"""The viewer's own logic without a browser: splat conversion, frustum clicks, path recording,
+the render loop's moving/resting quality."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from recon.viewer.app import open_viewer
+from recon.viewer.paths import CameraPath, Keyframe
+from recon.viewer.render_loop import (FINAL_QUALITY, PREVIEW_MAX_SIDE, PREVIEW_QUALITY,
+                                      ClientRenderLoop, RenderSettings, frame_size)
+from recon.viewer.scene import browser_splats, thumbnail
+
+
+class FakeClient:
+    """What the viewer uses of a viser ClientHandle: a camera, a scene, atomic()."""
+
+    def __init__(self, position=(2.0, 0.0, 0.0), wxyz=(1.0, 0.0, 0.0, 0.0)):
+        self.client_id = 7
+        self.callbacks = []
+        self.camera = SimpleNamespace(position=np.array(position), wxyz=np.array(wxyz),
+                                      fov=math.radians(50), aspect=4 / 3, image_width=640,
+                                      image_height=480, on_update=self.callbacks.append)
+        self.frames = []
+        self.scene = SimpleNamespace(set_background_image=lambda image, **kw:
+                                     self.frames.append((image, kw)))
+
+    def atomic(self):
+        return contextlib.nullcontext()
+
+
+def test_browser_splats_covariance_colour_opacity():
+    angle = math.pi / 2  # 90° about z: the x and y axes swap
+    splats = {"means": torch.tensor([[1.0, 2.0, 3.0]]),
+              "quats": torch.tensor([[math.cos(angle / 2), 0.0, 0.0, math.sin(angle / 2)]]),
+              "scales": torch.log(torch.tensor([[0.5, 0.1, 0.2]])),
+              "opacities": torch.tensor([0.0]),
+              "sh0": torch.zeros(1, 1, 3), "shN": torch.zeros(1, 15, 3)}
+    out = browser_splats(splats)
+    np.testing.assert_allclose(out["covariances"][0], np.diag([0.01, 0.25, 0.04]), atol=1e-7)
+    np.testing.assert_allclose(out["rgbs"][0], 0.5)        # SH DC 0 is mid grey
+    np.testing.assert_allclose(out["opacities"][0], [0.5])  # sigmoid(0)
+    np.testing.assert_allclose(out["centers"][0], [1, 2, 3])
+
+
+def test_thumbnail_composites_alpha_over_white():
+    rgba = np.zeros((200, 100, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:100, :, 3] = 255
+    thumb = thumbnail(rgba, size=50)
+    assert thumb.shape == (50, 25, 3)
+    np.testing.assert_array_equal(thumb[5, 5], [255, 0, 0])      # opaque red stays red
+    np.testing.assert_array_equal(thumb[45, 5], [255, 255, 255])  # transparent turns white
+
+
+def test_frustum_click_and_camera_path_recording(fitted_run, tmp_path):
+    viewer = open_viewer(fitted_run, port=0, quiet=True)
+    try:
+        client = FakeClient()
+        viewer._go_to_camera(3, client)  # what clicking frustum 3 calls
+        expected = Keyframe.from_camera(viewer._cameras[3])
+        np.testing.assert_allclose(client.camera.position, expected.position)
+        np.testing.assert_allclose(client.camera.wxyz, expected.wxyz)
+        assert client.camera.fov == pytest.approx(expected.fov)
+        assert viewer.photo.visible and viewer.photo.label == "Training photo 3"
+
+        viewer.paths_dir = tmp_path
+        assert viewer.save_camera_path() is None  # no keyframes yet: says so, writes nothing
+        assert "at least 2 keyframes" in viewer.path_status.content
+        first = viewer.add_keyframe(client)
+        client.camera.position = np.array([0.0, 2.0, 0.5])
+        second = viewer.add_keyframe(client)
+        viewer.path_seconds.value = 2.0
+        saved = viewer.save_camera_path()
+        path = CameraPath.load(saved)
+        assert saved == tmp_path / "path.json" and path.seconds == 2.0
+        np.testing.assert_allclose(path.keyframes[0].position, first.position)
+        np.testing.assert_allclose(path.keyframes[1].position, second.position)
+        viewer.clear_keyframes()
+        assert viewer.path_status.content == "0 keyframes"
+    finally:
+        viewer.close()
+
+
+def test_render_loop_previews_while_moving_and_sharpens_at_rest():
+    sizes = []
+
+    def render(camera, mode):
+        sizes.append((camera.width, camera.height))
+        return np.zeros((camera.height, camera.width, 3), np.uint8)
+
+    client = FakeClient()
+    loop = ClientRenderLoop(client, render, RenderSettings(max_side=400))
+    try:
+        deadline = time.monotonic() + 10
+        while loop.frames_sent < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert loop.last_frame.kind == "final" and sizes[-1] == (400, 300)
+        for _ in range(3):  # a drag: camera messages faster than the rest delay
+            client.callbacks[0](client.camera)
+            time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while loop.last_frame.kind != "final" or loop.frames_sent < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        kinds = [kw["jpeg_quality"] for _, kw in client.frames]
+        assert PREVIEW_QUALITY in kinds and kinds[-1] == FINAL_QUALITY
+        assert (PREVIEW_MAX_SIDE, 192) in sizes  # previews: 640x480 scaled to 256 wide
+        assert sizes[-1] == (400, 300)           # at rest: the max-resolution setting
+        assert loop.camera_updates == 3
+    finally:
+        loop.stop()
+    assert frame_size(1920, 1080, 1024) == (1024, 576)
+    assert frame_size(300, 200, 1024) == (300, 200)  # never upscaled
