@@ -119,3 +119,34 @@ def test_render_loop_previews_while_moving_and_sharpens_at_rest():
         loop.stop()
     assert frame_size(1920, 1080, 1024) == (1024, 576)
     assert frame_size(300, 200, 1024) == (300, 200)  # never upscaled
+
+
+def test_run_meshes_are_shown_in_the_run_frame(fitted_run, tmp_path, monkeypatch):
+    import shutil
+
+    import trimesh
+
+    import recon.viewer.app as app
+    from recon.export.splats import export_run
+    from recon.viewer.scene import add_mesh
+
+    run = tmp_path / "run"
+    shutil.copytree(fitted_run, run)
+    export_run(run)                                      # export/splats.ply: not a mesh
+    box = trimesh.creation.box(extents=(1.0, 2.0, 3.0))
+    box.export(run / "export" / "mesh_tsdf.ply")         # extract-mesh's name, input frame
+    shown = []
+    monkeypatch.setattr(app, "add_mesh", lambda scene, path, transform, name:
+                        shown.append((path.name, transform, name)))
+    viewer = open_viewer(run, port=0, quiet=True)
+    try:
+        assert [(n, name) for n, _, name in shown] == [("mesh_tsdf.ply", "/meshes/mesh_tsdf")]
+        transform = shown[0][1]
+        # The mesh goes through the run's normalisation, like the cameras did.
+        added = []
+        scene = SimpleNamespace(add_mesh_trimesh=lambda name, mesh: added.append(mesh))
+        add_mesh(scene, run / "export" / "mesh_tsdf.ply", transform)
+        np.testing.assert_allclose(added[0].vertices, transform.apply(box.vertices), atol=1e-5)
+        assert transform.scale != 1.0  # the blobs' cameras (radius 3) are scaled to a unit sphere
+    finally:
+        viewer.close()
