@@ -75,8 +75,8 @@ class Viewer:
         """Show ``view`` (a snapshot: the caller must not change its tensors afterwards)."""
         with self._view_lock:
             self._view = view
-        self._browser_stale = True
-        if self.draw_mode.value == DRAW_BROWSER or self._splat_handle is None:
+        self._browser_stale = True  # sent when the browser draws them (they are large)
+        if self.draw_mode.value == DRAW_BROWSER:
             self._refresh_browser_splats()
         for loop in self.client_loops():
             loop.request_frame()

@@ -69,7 +69,8 @@ class ClientRenderLoop:
         self._final_pending = True  # a first frame as soon as the client is there
         self._last_move = 0.0
         self._stopped = False
-        self._cleared = False
+        self.cleared = False
+        """True once the server's image was taken away (the browser draws the splats)."""
         client.camera.on_update(self._on_camera)
         self._thread = threading.Thread(target=self._run, name=f"viewer-render-{client.client_id}",
                                         daemon=True)
@@ -120,9 +121,9 @@ class ClientRenderLoop:
     def _draw(self, kind: str) -> None:
         scene = self.client.scene
         if not self.settings.enabled:
-            if not self._cleared:
+            if not self.cleared:
                 scene.set_background_image(None)
-                self._cleared = True
+                self.cleared = True
             return
         camera = self.client.camera
         width, height = frame_size(camera.image_width, camera.image_height,
@@ -135,7 +136,7 @@ class ClientRenderLoop:
             return
         quality = PREVIEW_QUALITY if kind == "preview" else FINAL_QUALITY
         scene.set_background_image(image, format="jpeg", jpeg_quality=quality)
-        self._cleared = False
+        self.cleared = False
         self.frames_sent += 1
         self.last_frame = FrameInfo(kind, width, height, quality, time.perf_counter() - start,
                                     pose)

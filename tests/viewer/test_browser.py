@@ -2,7 +2,8 @@
 
 Loads the viewer of a small fitted run, waits for the server-side render to be drawn, checks the
 page shows the scene where recon's own render has it (and background elsewhere), drags the
-mouse, and checks the server received the new camera and sent a frame rendered for it. The
+mouse, and checks the server received the new camera and sent a frame rendered for it; then
+switches to browser-drawn splats and checks WebGL draws the scene in the same place. The
 screenshots are kept in $RECON_TEST_ARTIFACTS (default: .cache/test-artifacts/) for a look.
 """
 
@@ -71,7 +72,7 @@ def test_viewer_draws_and_follows_the_mouse(fitted_run):
                     "(apt-get install chromium).")
     from playwright.sync_api import sync_playwright
 
-    from recon.viewer.app import open_viewer
+    from recon.viewer.app import DRAW_BROWSER, open_viewer
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     viewer = open_viewer(fitted_run, port=0, quiet=True)
@@ -116,6 +117,18 @@ def test_viewer_draws_and_follows_the_mouse(fitted_run):
                 inside, outside, mismatch = _compare_with_render(viewer, loop, after)
                 assert inside > 100 and outside < 20 and mismatch < 100, (inside, outside, mismatch)
                 assert np.abs(after.astype(int) - before.astype(int)).sum(-1).mean() > 5
+
+                # Browser-drawn splats (WebGL): the server's image goes, the blobs stay.
+                viewer.draw_mode.value = DRAW_BROWSER
+                _wait_for(lambda: loop.cleared, "the server-side image to be removed")
+                splats = _settled_screenshot(page)
+                Image.fromarray(splats).save(ARTIFACTS / "viewer_browser_splats.png")
+                inside, outside, _ = _compare_with_render(viewer, loop, splats)
+                assert inside > 100 and outside < 20, (inside, outside)
+                # ...drawn differently (DC colour only, WebGL blending): ~2% of the pixels
+                # change by more than 30 of 765 here; an unchanged page would give 0.
+                changed = np.abs(splats.astype(int) - after.astype(int)).sum(-1) > 30
+                assert changed.mean() > 0.005, changed.mean()
             finally:
                 browser.close()
     finally:
