@@ -234,7 +234,8 @@ class Viewer:
             name += ".json"
         try:
             path = CameraPath(list(self._keyframes), loop=bool(self.path_loop.value),
-                              fps=float(self.path_fps.value), seconds=float(self.path_seconds.value))
+                              fps=float(self.path_fps.value),
+                              seconds=float(self.path_seconds.value))
         except CameraPathError as exc:  # fewer than two keyframes, or bad timing
             self.path_status.content = f"**Not saved:** {exc}"
             return None

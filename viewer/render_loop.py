@@ -126,8 +126,8 @@ class ClientRenderLoop:
                 self.cleared = True
             return
         camera = self.client.camera
-        width, height = frame_size(camera.image_width, camera.image_height,
-                                   PREVIEW_MAX_SIDE if kind == "preview" else self.settings.max_side)
+        max_side = PREVIEW_MAX_SIDE if kind == "preview" else self.settings.max_side
+        width, height = frame_size(camera.image_width, camera.image_height, max_side)
         pose = Keyframe(position=np.asarray(camera.position, float),
                         wxyz=np.asarray(camera.wxyz, float), fov=float(camera.fov))
         start = time.perf_counter()

@@ -119,10 +119,11 @@ class TrainingPanel:
 
 def snapshot(trainer, background: tuple[float, float, float]) -> SplatView:
     """A copy of the trainer's splats as they are now (the optimiser changes them in place)."""
+    config = trainer.config
     splats = {k: v.detach().clone() for k, v in trainer.splats.items()}
-    return SplatView(splats, trainer.sh_degree, background=background,
-                     eps2d=trainer.config.eps2d, antialiased=trainer.config.antialiased,
-                     backend="auto" if trainer.config.backend == "gsplat" else trainer.config.backend)
+    return SplatView(splats, trainer.sh_degree, background=background, eps2d=config.eps2d,
+                     antialiased=config.antialiased,
+                     backend="auto" if config.backend == "gsplat" else config.backend)
 
 
 def _stats_markdown(trainer, record: dict | None) -> str:

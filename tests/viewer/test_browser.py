@@ -109,9 +109,12 @@ def test_viewer_draws_and_follows_the_mouse(fitted_run):
                 moved = float(np.linalg.norm(np.asarray(loop.client.camera.position)
                                              - old_pose.position))
                 assert moved > 0.1, moved
-                _wait_for(lambda: loop.frames_sent > frames and loop.last_frame.kind == "final"
-                          and np.allclose(loop.last_frame.pose.position, loop.client.camera.position),
-                          "a frame rendered for the new camera")
+                def new_final_frame() -> bool:
+                    frame = loop.last_frame
+                    return (loop.frames_sent > frames and frame.kind == "final"
+                            and np.allclose(frame.pose.position, loop.client.camera.position))
+
+                _wait_for(new_final_frame, "a frame rendered for the new camera")
                 after = _settled_screenshot(page)
                 Image.fromarray(after).save(ARTIFACTS / "viewer_browser_after_drag.png")
                 inside, outside, mismatch = _compare_with_render(viewer, loop, after)

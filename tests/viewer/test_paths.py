@@ -1,4 +1,4 @@
-"""Camera paths: interpolation hits keyframes and stays a rotation, orbits close, JSON round trip."""
+"""Camera paths: interpolation hits keyframes and stays a rotation, orbits close, JSON trips."""
 
 from __future__ import annotations
 
