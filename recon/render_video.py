@@ -24,14 +24,18 @@ def render_camera_path(run_dir: Path, path: str | Path, out: Path, *, mode: str 
     4:2:0 chroma needs them). Returns {"video", "frames_dir", "num_frames", "width", "height",
     "fps"}.
     """
+    import dataclasses
+
     import imageio.v2 as imageio
     import torch
 
     from recon.eval.evaluate import load_run
     from recon.train.backends import training_device
     from recon.viewer.paths import CameraPath, orbit_path, training_path
-    from recon.viewer.views import SplatView
+    from recon.viewer.views import RENDER_MODES, SplatView
 
+    if mode not in RENDER_MODES:
+        raise ReconError(f"Unknown --mode {mode!r}; choose one of {', '.join(RENDER_MODES)}.")
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise ReconError(f"--out {out} must end in .mp4 (the PNG frames go beside it).")
@@ -49,18 +53,16 @@ def render_camera_path(run_dir: Path, path: str | Path, out: Path, *, mode: str 
         camera_path = training_path(train_cameras)
     else:
         camera_path = CameraPath.load(Path(path))
-    if fps is not None:
-        camera_path.fps = fps
-    if seconds is not None:
-        camera_path.seconds = seconds
+    camera_path = dataclasses.replace(  # checks the new timing
+        camera_path, fps=camera_path.fps if fps is None else fps,
+        seconds=camera_path.seconds if seconds is None else seconds)
     w = _even(width if width is not None else train_cameras[0].width)
     h = _even(height if height is not None else train_cameras[0].height)
 
     device = training_device(backend)
     background = (1.0,) * 3 if run["background"] == "white" else (0.0,) * 3
     view = SplatView({k: v.to(device) for k, v in run["splats"].items()}, run["sh_degree"],
-                     background=background, backend=backend if backend != "gsplat" else "auto",
-                     **run["render_options"])
+                     background=background, backend=backend, **run["render_options"])
     poses = camera_path.frames()
     if frames_dir.exists():
         for old in frames_dir.glob("frame_*.png"):

@@ -62,3 +62,12 @@ def test_render_modes_differ_where_the_scene_is(fitted_run):
     assert images["depth"][drawn].mean() > 40
     assert images["normal"][drawn].mean() > 40
     assert not np.array_equal(images["rgb"], images["depth"])
+
+
+def test_bad_timing_is_refused_before_writing(fitted_run, tmp_path, capsys):
+    out = tmp_path / "v.mp4"
+    with pytest.raises(SystemExit) as exc:
+        main(["render", str(fitted_run), "--out", str(out), "--fps", "0", "--quiet"])
+    assert exc.value.code == 2
+    assert "fps and seconds must be positive" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "v_frames").exists()
