@@ -40,7 +40,6 @@ class Viewer:
         self.server = started.server
         self.url = started.url
         self.port = started.port
-        self.messages = started.messages
         self.settings = RenderSettings()
         self.paths_dir = Path(paths_dir) if paths_dir is not None else Path("camera_paths")
         self._view: SplatView | None = None
@@ -84,7 +83,7 @@ class Viewer:
     def show_cameras(self, cameras: list[Camera], photos) -> None:
         """Training cameras as frustums; ``photos(i)`` is photo i (uint8 [H, W, C])."""
         self._cameras, self._photos = list(cameras), photos
-        add_training_cameras(self.server.scene, self._cameras, photos, self._go_to_camera,
+        add_training_cameras(self.server.scene, self._cameras, photos, self.go_to_camera,
                              scale=camera_scale(self._cameras))
         up = scene_up(self._cameras)
         self.server.scene.set_up_direction(tuple(float(v) for v in up))
@@ -143,7 +142,7 @@ class Viewer:
         if loop is not None:
             loop.stop()
 
-    def _go_to_camera(self, index: int, client) -> None:
+    def go_to_camera(self, index: int, client) -> None:
         """Move the clicked client's view onto training camera ``index`` and show its photo."""
         key = Keyframe.from_camera(self._cameras[index])
         with client.atomic():

@@ -64,7 +64,7 @@ def test_frustum_click_and_camera_path_recording(fitted_run, tmp_path):
     viewer = open_viewer(fitted_run, port=0, quiet=True)
     try:
         client = FakeClient()
-        viewer._go_to_camera(3, client)  # what clicking frustum 3 calls
+        viewer.go_to_camera(3, client)  # what clicking frustum 3 calls
         expected = Keyframe.from_camera(viewer._cameras[3])
         np.testing.assert_allclose(client.camera.position, expected.position)
         np.testing.assert_allclose(client.camera.wxyz, expected.wxyz)
