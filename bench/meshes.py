@@ -11,7 +11,13 @@ summary line per (scene, method) with the Chamfer ratio surface / none (< 1: the
 helps).
 
     python bench/meshes.py [--scenes object,spot,bunny] [--regs none,surface] [--steps 1000]
-                           [--resolution 128] [--methods sugar,tsdf] [--work DIR]
+                           [--resolution 128] [--methods sugar,tsdf] [--sugar-levels 0.3]
+                           [--work DIR] [--reuse]
+
+--sugar-levels 0.3,0.1 extracts one sugar mesh per density level (rows carry "level").
+
+--reuse keeps the datasets and finished runs found in --work (fit_seconds is then null), so the
+extraction settings can be compared without fitting again.
 
 CPU cost: one fit per (scene, reg) — about 2-3 minutes each at 128² on two free cores (the
 surface regularizer adds ~0.2 s per step once it starts) — plus ~1 minute of extraction per run.
@@ -67,38 +73,57 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--work", type=Path, default=None,
                         help="folder for datasets, runs and meshes (default: a temporary one)")
+    parser.add_argument("--sugar-levels", default="0.3",
+                        help="density levels λ of the sugar meshes (one row each; SuGaR: 0.3)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep datasets and finished runs already in --work (re-extract only)")
     args = parser.parse_args()
 
     from recon.mesh.extract import extract_run_mesh
     from recon.mesh.metrics import compare_mesh_files
+    from recon.mesh.options import SugarOptions
 
     work = args.work or Path(tempfile.mkdtemp(prefix="recon-bench-meshes-"))
     print(f"# work folder: {work}", file=sys.stderr)
     for scene in args.scenes.split(","):
         data = work / scene / "data"
-        make_scene(scene, data, args.resolution)
-        chamfer: dict[tuple[str, str], float] = {}
+        if not (args.reuse and (data / "mesh.ply").is_file()):
+            make_scene(scene, data, args.resolution)
+        chamfer: dict[tuple[str, float | None, str], float] = {}
         for reg in args.regs.split(","):
             run_dir = work / scene / f"run_{reg}"
-            fit_s = run(["fit", str(data), "--preset", "fast", "--steps", str(args.steps),
-                         "--out", str(run_dir), "--reg", reg, "--quiet", "--force"])
-            for method in args.methods.split(","):
+            fit_s = None
+            if not (args.reuse and (run_dir / "checkpoints" / f"step_{args.steps:06d}.pt").is_file()):
+                fit_s = round(run(["fit", str(data), "--preset", "fast", "--steps", str(args.steps),
+                                   "--out", str(run_dir), "--reg", reg, "--quiet", "--force"]), 1)
+            for method, level in variants(args.methods, args.sugar_levels):
                 start = time.perf_counter()
-                mesh = extract_run_mesh(run_dir, method, force=True, quiet=True)
+                sugar = SugarOptions(level=level) if level is not None else SugarOptions()
+                mesh = extract_run_mesh(run_dir, method, sugar=sugar, force=True, quiet=True)
                 extract_s = time.perf_counter() - start
                 m = compare_mesh_files(mesh, data / "mesh.ply")
-                chamfer[(method, reg)] = m.chamfer
-                emit({"scene": scene, "method": method, "reg": reg, "chamfer": m.chamfer,
-                      "accuracy": m.accuracy, "completeness": m.completeness,
+                chamfer[(method, level, reg)] = m.chamfer
+                emit({"scene": scene, "method": method, "level": level, "reg": reg,
+                      "chamfer": m.chamfer, "accuracy": m.accuracy,
+                      "completeness": m.completeness,
                       "normal_consistency": m.normal_consistency, "fscore": m.fscore,
                       "fscore_threshold": m.threshold, "watertight": m.watertight,
-                      "fit_seconds": round(fit_s, 1), "extract_seconds": round(extract_s, 1),
+                      "fit_seconds": fit_s, "extract_seconds": round(extract_s, 1),
                       "steps": args.steps, "resolution": args.resolution})
-        for method in args.methods.split(","):
-            if (method, "none") in chamfer and (method, "surface") in chamfer:
-                emit({"scene": scene, "method": method,
+        for method, level in variants(args.methods, args.sugar_levels):
+            if (method, level, "none") in chamfer and (method, level, "surface") in chamfer:
+                emit({"scene": scene, "method": method, "level": level,
                       "chamfer_ratio_surface_vs_none":
-                          chamfer[(method, "surface")] / chamfer[(method, "none")]})
+                          chamfer[(method, level, "surface")] / chamfer[(method, level, "none")]})
+
+
+def variants(methods: str, levels: str) -> list[tuple[str, float | None]]:
+    """(method, SuGaR level) pairs to extract: one per level for sugar, one (level None) else."""
+    out: list[tuple[str, float | None]] = []
+    for method in methods.split(","):
+        out += ([(method, float(x)) for x in levels.split(",")] if method == "sugar"
+                else [(method, None)])
+    return out
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ def extract_run_mesh(run_dir: Path, method: str = "sugar", out: Path | None = No
                      quiet: bool = False) -> Path:
     """Extract the mesh of a run's checkpoint (the newest unless ``step``) and write it to ``out``
     (default :func:`default_mesh_path`; the suffix picks .ply/.obj/.glb). Returns the path."""
-    import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
         TimeElapsedColumn
@@ -67,7 +66,6 @@ def extract_run_mesh(run_dir: Path, method: str = "sugar", out: Path | None = No
     cameras = [dataset.cameras[i] for i in (dataset.indices("train") or range(len(dataset)))]
     device = training_device(backend)
     splats = {k: v.to(device) for k, v in run["splats"].items()}
-    torch.manual_seed(seed)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True), disable=quiet) as progress:
         views = render_views(splats, cameras, run["sh_degree"], backend, view.alpha_min,

@@ -16,7 +16,7 @@ class SugarOptions:
 
     level: float = 0.3
     """Density level λ of the surface (SuGaR's 0.3)."""
-    rays: int = 300_000
+    rays: int = 100_000
     """Pixel rays sampled over all training views (foreground pixels, uniformly)."""
     samples_per_ray: int = 21
     """Density samples per ray around the rendered depth (SuGaR's 21)."""

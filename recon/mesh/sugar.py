@@ -4,9 +4,9 @@
    pixel's ray, ``samples_per_ray`` points span the rendered depth ± ``search_width`` × the scene
    radius.
 2. The Gaussian density (:mod:`recon.mesh.density`) is evaluated at the samples; the first place
-   where it rises through the level λ (linear interpolation between the two samples around it)
-   is a surface point (the bracketing interval is bisected a few times first). Rays that never
-   cross λ (a semi-transparent region) give none.
+   where it rises through the level λ is a surface point: the two samples around it are bisected
+   a few times, then interpolated linearly. Rays that never cross λ (a semi-transparent region)
+   give none.
 3. Its normal is -∇d / |∇d| at that point, its colour the rendered colour of the pixel.
 4. open3d's screened Poisson reconstruction turns the oriented, coloured points into a mesh;
    vertices whose Poisson density (how many points support them) is in the lowest
@@ -24,7 +24,7 @@ import torch
 from recon.errors import ReconError
 from recon.mesh.density import GaussianDensity, outward_normals
 from recon.mesh.options import SugarOptions
-from recon.mesh.views import View, _track, pixel_rays
+from recon.mesh.views import View, pixel_rays, track
 
 RAY_BATCH = 16_384
 BISECTIONS = 6  # refine each crossing to 1/64 of the sample spacing
@@ -44,7 +44,7 @@ def level_set_points(density: GaussianDensity, views: Sequence[View], radius: fl
     starts = np.concatenate([[0], np.cumsum(counts)])
     offsets = np.linspace(-1.0, 1.0, options.samples_per_ray) * options.search_width * radius
     found = []
-    for i in _track(progress, range(len(views)), "level-set points"):
+    for i in track(progress, range(len(views)), "level-set points"):
         local = chosen[(chosen >= starts[i]) & (chosen < starts[i + 1])] - starts[i]
         if len(local) == 0:
             continue

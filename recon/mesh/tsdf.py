@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from recon.errors import ReconError
-from recon.mesh.views import View, _track
+from recon.mesh.views import View, track
 
 
 def fuse_views(views: Sequence[View], center: np.ndarray, half_size: float, resolution: int,
@@ -43,7 +43,7 @@ def fuse_views(views: Sequence[View], center: np.ndarray, half_size: float, reso
     volume = integration.UniformTSDFVolume(
         length=2.0 * half_size, resolution=int(resolution), sdf_trunc=float(truncation * voxel),
         color_type=integration.TSDFVolumeColorType.RGB8, origin=origin[:, None])
-    for view in _track(progress, views, "fusing depth"):
+    for view in track(progress, views, "fusing depth"):
         cam = view.camera
         rgbd = o3d.geometry.RGBDImage.create_from_color_and_depth(
             o3d.geometry.Image(np.ascontiguousarray(np.rint(view.rgb * 255.0).astype(np.uint8))),

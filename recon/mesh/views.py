@@ -40,7 +40,7 @@ def render_views(splats, cameras: Sequence[Camera], sh_degree: int, backend: str
 
     gaussians, colors = to_gaussians(splats), sh_coefficients(splats)
     views = []
-    for cam in _track(progress, cameras, "rendering views"):
+    for cam in track(progress, cameras, "rendering views"):
         with torch.no_grad():
             out = render(gaussians, cam, colors, background=None, backend=backend,
                          sh_degree=sh_degree, depth=True, normals=False, **render_options)
@@ -85,7 +85,7 @@ def surface_sphere(views: Sequence[View], max_points: int = 200_000,
     return center, max(radius, 1e-9)
 
 
-def _track(progress, items, description: str):
+def track(progress, items, description: str):
     """Iterate ``items``, advancing a task of the rich ``progress`` (if any)."""
     if progress is None:
         yield from items
@@ -96,4 +96,4 @@ def _track(progress, items, description: str):
         progress.advance(task)
 
 
-__all__ = ["View", "depth_points", "pixel_rays", "render_views", "surface_sphere"]
+__all__ = ["View", "depth_points", "pixel_rays", "render_views", "surface_sphere", "track"]
