@@ -49,8 +49,8 @@ def extract_run_mesh(run_dir: Path, method: str = "sugar", out: Path | None = No
     if backend not in RENDER_BACKENDS:
         raise ReconError(f"Unknown render backend {backend!r} for mesh extraction; choose one of "
                          f"{', '.join(RENDER_BACKENDS)}.")
-    if not 0.0 < view.alpha_min <= 1.0:
-        raise ReconError(f"--view.alpha-min must be in (0, 1], got {view.alpha_min}.")
+    for options in (sugar, tsdf, view):
+        options.validate()
     out = Path(out) if out is not None else default_mesh_path(run_dir, method)
     if out.suffix.lower().lstrip(".") not in MESH_FORMATS:
         raise ReconError(f"Cannot write a mesh as {out.name!r}: --out must end in "

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from recon.errors import ReconError
+
 
 @dataclass(frozen=True)
 class SugarOptions:
@@ -31,6 +33,22 @@ class SugarOptions:
     decimate: int = 0
     """Quadric decimation to this many triangles (0: keep the Poisson mesh as it is)."""
 
+    def validate(self) -> None:
+        _raise_first([
+            (0.0 < self.level < 1.0, f"--sugar.level must be in (0, 1), got {self.level}."),
+            (self.rays >= 1, f"--sugar.rays must be at least 1, got {self.rays}."),
+            (self.samples_per_ray >= 2,
+             f"--sugar.samples-per-ray must be at least 2, got {self.samples_per_ray}."),
+            (self.search_width > 0,
+             f"--sugar.search-width must be positive, got {self.search_width}."),
+            (self.neighbors >= 1, f"--sugar.neighbors must be at least 1, got {self.neighbors}."),
+            (4 <= self.poisson_depth <= 12,
+             f"--sugar.poisson-depth must be 4..12, got {self.poisson_depth}."),
+            (0.0 <= self.trim_quantile < 1.0,
+             f"--sugar.trim-quantile must be in [0, 1), got {self.trim_quantile}."),
+            (self.decimate >= 0, f"--sugar.decimate must be >= 0, got {self.decimate}."),
+        ])
+
 
 @dataclass(frozen=True)
 class TsdfOptions:
@@ -41,6 +59,14 @@ class TsdfOptions:
     Memory grows as voxels³ (256: ~1.3 GB)."""
     margin: float = 1.1
     """The cube's half-side as a multiple of the scene radius."""
+
+    def validate(self) -> None:
+        _raise_first([
+            (8 <= self.voxels <= 1024, f"--tsdf.voxels must be 8..1024, got {self.voxels}."),
+            (self.truncation > 1.0,
+             f"--tsdf.truncation must be more than one voxel, got {self.truncation}."),
+            (self.margin >= 1.0, f"--tsdf.margin must be at least 1, got {self.margin}."),
+        ])
     truncation: float = 4.0
     """Truncation distance of the signed distance, in voxels."""
 
@@ -51,6 +77,16 @@ class ViewOptions:
 
     alpha_min: float = 0.5
     """Pixels whose rendered opacity is below this are background (no depth)."""
+
+    def validate(self) -> None:
+        _raise_first([(0.0 < self.alpha_min <= 1.0,
+                       f"--view.alpha-min must be in (0, 1], got {self.alpha_min}.")])
+
+
+def _raise_first(checks: list[tuple[bool, str]]) -> None:
+    for ok, message in checks:
+        if not ok:
+            raise ReconError(message)
 
 
 __all__ = ["SugarOptions", "TsdfOptions", "ViewOptions"]

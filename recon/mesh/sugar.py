@@ -35,7 +35,7 @@ def level_set_points(density: GaussianDensity, views: Sequence[View], radius: fl
                      progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Surface points [M,3], outward unit normals [M,3] and colours [M,3] where the training rays
     cross the density level ``options.level`` (see the module docstring)."""
-    _check(options)
+    options.validate()
     counts = np.array([int((v.depth > 0).sum()) for v in views])
     total = int(counts.sum())
     keep = min(total, options.rays)
@@ -113,7 +113,7 @@ def poisson_surface(points: np.ndarray, normals: np.ndarray, colors: np.ndarray,
 
     from recon.mesh.io import make_mesh
 
-    _check(options)
+    options.validate()
     cloud = o3d.geometry.PointCloud()
     cloud.points = o3d.utility.Vector3dVector(np.asarray(points, np.float64))
     cloud.normals = o3d.utility.Vector3dVector(np.asarray(normals, np.float64))
@@ -135,26 +135,6 @@ def extract_sugar(density: GaussianDensity, views: Sequence[View], radius: float
     """The SuGaR mesh of a Gaussian density seen by ``views`` (views' world frame)."""
     points, normals, colors = level_set_points(density, views, radius, options, seed, progress)
     return poisson_surface(points, normals, colors, options)
-
-
-def _check(options: SugarOptions) -> None:
-    checks = [
-        (0.0 < options.level < 1.0, f"--sugar.level must be in (0, 1), got {options.level}."),
-        (options.rays >= 1, f"--sugar.rays must be at least 1, got {options.rays}."),
-        (options.samples_per_ray >= 2,
-         f"--sugar.samples-per-ray must be at least 2, got {options.samples_per_ray}."),
-        (options.search_width > 0,
-         f"--sugar.search-width must be positive, got {options.search_width}."),
-        (options.neighbors >= 1, f"--sugar.neighbors must be at least 1, got {options.neighbors}."),
-        (4 <= options.poisson_depth <= 12,
-         f"--sugar.poisson-depth must be 4..12, got {options.poisson_depth}."),
-        (0.0 <= options.trim_quantile < 1.0,
-         f"--sugar.trim-quantile must be in [0, 1), got {options.trim_quantile}."),
-        (options.decimate >= 0, f"--sugar.decimate must be >= 0, got {options.decimate}."),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ReconError(message)
 
 
 __all__ = ["extract_sugar", "level_set_points", "poisson_surface"]

@@ -11,6 +11,7 @@ from recon.errors import OutputExistsError, ReconError
 from recon.export.meshes import export_mesh, wants_mesh
 from recon.mesh.extract import default_mesh_path, extract_run_mesh, transform_mesh
 from recon.mesh.io import load_mesh, make_mesh, save_mesh, vertex_colors
+from recon.mesh.options import TsdfOptions
 
 
 def _mesh():
@@ -69,6 +70,8 @@ def test_extract_refuses_bad_requests_before_any_work(tmp_path):
         extract_run_mesh(tmp_path, "marching", quiet=True)
     with pytest.raises(ReconError, match=r"\.ply, \.obj, \.glb"):
         extract_run_mesh(tmp_path, "tsdf", out=tmp_path / "mesh.fbx", quiet=True)
+    with pytest.raises(ReconError, match="tsdf.voxels"):
+        extract_run_mesh(tmp_path, "tsdf", tsdf=TsdfOptions(voxels=2), quiet=True)
     existing = tmp_path / "mesh.ply"
     existing.write_text("old")
     with pytest.raises(OutputExistsError, match="--force"):
