@@ -9,6 +9,7 @@ from recon.cameras import Similarity
 from recon.cli import main
 from recon.errors import OutputExistsError, ReconError
 from recon.export.meshes import export_mesh, wants_mesh
+from recon.export.splats import export_run
 from recon.mesh.extract import default_mesh_path, extract_run_mesh, transform_mesh
 from recon.mesh.io import load_mesh, make_mesh, save_mesh, vertex_colors
 from recon.mesh.options import TsdfOptions
@@ -46,6 +47,9 @@ def test_export_converts_the_extracted_mesh(tmp_path):
         export_mesh(run, "glb")
     # The mesh .ply is what extract-mesh wrote: exporting it again is a no-op.
     assert export_mesh(run, "ply") == default_mesh_path(run, "tsdf")
+    # `recon export` dispatches mesh formats here (no checkpoint needed for a mesh).
+    obj = export_run(run, "obj")
+    assert obj == run / "export" / "mesh_tsdf.obj" and len(load_mesh(obj).faces) == 12
 
 
 def test_export_without_an_extracted_mesh_says_what_to_run(tmp_path):
