@@ -57,7 +57,8 @@ class SurfaceOptions:
             (self.neighbors >= 1, f"--surface.neighbors must be >= 1, got {self.neighbors}."),
             (self.knn_every >= 1, f"--surface.knn-every must be >= 1, got {self.knn_every}."),
             (self.sample_std > 0 and self.sdf_scale > 0 and self.depth_band > 0,
-             "--surface.sample-std, --surface.sdf-scale and --surface.depth-band must be positive."),
+             "--surface.sample-std, --surface.sdf-scale and --surface.depth-band must be "
+             "positive."),
         ]
         _raise_first(checks)
 

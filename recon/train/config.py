@@ -112,8 +112,9 @@ class FitConfig:
     mcmc: MCMCStrategy = field(default_factory=MCMCStrategy)
     """Settings of --strategy mcmc."""
     reg: RegName = "none"
-    """Extra regularizer: surface (SuGaR alignment, for meshing), coherence (per-pixel
-    Gaussians for 2-8 views; replaces the strategy), or none."""
+    """Extra regularizer: surface (SuGaR alignment, for meshing; stops the strategy when its
+    entropy phase starts), coherence (per-pixel Gaussians for 2-8 views; replaces the strategy
+    and the initialisation), or none."""
     surface: SurfaceOptions = field(default_factory=SurfaceOptions)
     """Settings of --reg surface."""
     coherence: CoherenceOptions = field(default_factory=CoherenceOptions)
