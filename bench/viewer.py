@@ -13,6 +13,11 @@ thread sleeps (``--idle-seconds``). The overhead is their sum over the step time
 line compares it with the issue's bound (10%).
 
     python bench/viewer.py [--steps 200] [--repeats 2] [--threads N]
+
+Measured on the 2-core development machine under heavy load from other jobs: the listener takes
+18 µs per step and the idle server 1e-5 CPU seconds per second, against 0.45-1.1 s per step, so
+the overhead is ~0.002% (bound: 10%); the wall-time ratios of the same runs were 0.85, 1.19 and
+1.01, which is the machine's noise, not the viewer.
 """
 
 from __future__ import annotations
