@@ -12,7 +12,7 @@ them: the listener's own time per step, and the CPU the idle viewer's threads bu
 thread sleeps (``--idle-seconds``). The overhead is their sum over the step time; the summary
 line compares it with the issue's bound (10%).
 
-    python bench/viewer.py [--steps 200] [--repeats 2] [--threads N]
+    python bench/viewer.py [--steps 100] [--repeats 2] [--threads N] [--idle-seconds 10]
 
 Measured on the 2-core development machine under heavy load from other jobs: the listener takes
 18 µs per step and the idle server 1e-5 CPU seconds per second, against 0.45-1.1 s per step, so
@@ -89,7 +89,7 @@ def idle_server_cpu(seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
