@@ -11,6 +11,7 @@ statistics and splats are sent only to a connected browser, at most ``STATS_INTE
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -56,13 +57,16 @@ class TrainingPanel:
 
     def toggle_pause(self) -> None:
         if self.paused:
-            self.paused = False
-            self._resume.set()
-            self.pause_button.label = "Pause"
+            self.resume()
         else:
             self._resume.clear()
             self.paused = True
             self.pause_button.label = "Resume"
+
+    def resume(self) -> None:
+        self.paused = False
+        self._resume.set()
+        self.pause_button.label = "Pause"
 
     def request(self, action: str) -> None:
         """Queue "save" or "export" for the training thread (done between two steps)."""
@@ -81,10 +85,11 @@ class TrainingPanel:
         if self.paused:
             self.status.content = f"Paused after step {trainer.step}."
             self._update_browsers(trainer, force=True)
-            while self.paused:
-                self._resume.wait()
-                self._resume.clear()
-                self._run_actions(trainer)
+            with _ResumeOnStop(self):
+                while self.paused:
+                    self._resume.wait(timeout=0.5)
+                    self._resume.clear()
+                    self._run_actions(trainer)
             self.status.content = ""
 
     def show_final(self, trainer) -> None:
@@ -115,6 +120,32 @@ class TrainingPanel:
                 trainer.save_checkpoint()
                 self.last_export = export_run(trainer.run_dir, format="ply", force=True)
                 self.status.content = f"Exported `{self.last_export}`."
+
+
+class _ResumeOnStop:
+    """While a fit is paused, Ctrl-C or SIGTERM also resume it: the trainer's own handler only
+    sets a flag that it checks after the listeners return, and it then saves a checkpoint and
+    stops. (Signal handlers exist only in the main thread; elsewhere this does nothing.)"""
+
+    def __init__(self, panel: TrainingPanel) -> None:
+        self._panel = panel
+        self._previous: dict = {}
+
+    def __enter__(self) -> _ResumeOnStop:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+        self._panel.resume()
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def snapshot(trainer, background: tuple[float, float, float]) -> SplatView:

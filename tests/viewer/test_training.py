@@ -95,3 +95,23 @@ def test_fit_with_viewer_from_the_command_line(blobs_npz, tmp_path, capsys):
     assert "viewer: http://127.0.0.1:" in printed  # the URL, on loopback
     assert f"Run written to {out}" in printed       # no terminal: it returns after the fit
     assert [s for s, _ in list_checkpoints(out)] == [4]
+
+
+def test_ctrl_c_while_paused_saves_and_stops(trainer):
+    import os
+    import signal
+
+    from recon.train.trainer import TrainingInterrupted
+
+    viewer, panel = attach_viewer(trainer, "127.0.0.1", 0)
+    try:
+        panel.toggle_pause()
+        # Ctrl-C once the first step has paused (training runs in this, the main thread).
+        threading.Thread(target=lambda: (_wait_for(lambda: trainer.step >= 1), time.sleep(0.3),
+                                         os.kill(os.getpid(), signal.SIGINT))).start()
+        with pytest.raises(TrainingInterrupted, match="after step 1 of 30"):
+            trainer.train()
+        assert [s for s, _ in list_checkpoints(trainer.run_dir)] == [1]
+        assert not panel.paused
+    finally:
+        viewer.close()
