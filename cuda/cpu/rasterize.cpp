@@ -52,10 +52,12 @@ struct RowKernel {
   }
 };
 
-template <typename K, typename T>
+// FixedC > 0: the channel count as a compile-time constant (the inlined per-pixel loops over
+// channels unroll; RGB training renders take this path); 0: p.C at run time.
+template <typename K, int FixedC, typename T>
 void forward_tiles(const ForwardArgs<T>& a) {
   const RasterParams& p = a.p;
-  const int C = p.C;
+  const int C = FixedC > 0 ? FixedC : p.C;
   const int num_tiles = p.B * p.tiles_x * p.tiles_y;
 #pragma omp parallel
   {
@@ -125,10 +127,10 @@ void forward_tiles(const ForwardArgs<T>& a) {
   }
 }
 
-template <typename K, typename T>
+template <typename K, int FixedC, typename T>
 void backward_tiles(const BackwardArgs<T>& a) {
   const RasterParams& p = a.p;
-  const int C = p.C;
+  const int C = FixedC > 0 ? FixedC : p.C;
   const int VC = K::V * C;
   const bool with_abs = a.absgrad != nullptr;
   const int stride = K::P + 1 + VC + (with_abs ? K::P : 0);
@@ -200,12 +202,18 @@ void backward_tiles(const BackwardArgs<T>& a) {
 
 template <typename T>
 bool rasterize_forward(int kind, const ForwardArgs<T>& args) {
-  return dispatch_kind(kind, [&](auto kernel) { forward_tiles<decltype(kernel)>(args); });
+  return dispatch_kind(kind, [&](auto kernel) {
+    using K = decltype(kernel);
+    args.p.C == 3 ? forward_tiles<K, 3>(args) : forward_tiles<K, 0>(args);
+  });
 }
 
 template <typename T>
 bool rasterize_backward(int kind, const BackwardArgs<T>& args) {
-  return dispatch_kind(kind, [&](auto kernel) { backward_tiles<decltype(kernel)>(args); });
+  return dispatch_kind(kind, [&](auto kernel) {
+    using K = decltype(kernel);
+    args.p.C == 3 ? backward_tiles<K, 3>(args) : backward_tiles<K, 0>(args);
+  });
 }
 
 int kernel_params(int kind) {

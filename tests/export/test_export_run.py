@@ -61,6 +61,6 @@ def test_export_splat_and_overwrite_rules(run, tmp_path):
     custom = export_run(run_dir, "ply", out=tmp_path / "elsewhere" / "model.ply")
     assert custom.is_file()
     with pytest.raises(ReconError, match="ply, splat"):
-        export_run(run_dir, "obj")
+        export_run(run_dir, "fbx")
     with pytest.raises(ReconError, match="No checkpoint"):
         export_run(tmp_path / "not_a_run", "ply")
