@@ -50,7 +50,7 @@ def save_checkpoint(run_dir: Path, payload: dict, keep: int = 0) -> Path:
     The payload holds: step, splats {name: tensor}, optimizers {name: state_dict},
     strategy_state, sh_degree (active), max_sh_degree, rng (see :func:`rng_state`), config
     (resolved FitConfig as plain data), normalization (Similarity.to_dict()), data_path,
-    data_config, elapsed (training seconds so far).
+    data_config, elapsed (training seconds so far), regularizer (the --reg regularizer's state).
     """
     path = checkpoint_path(run_dir, int(payload["step"]))
     path.parent.mkdir(parents=True, exist_ok=True)
