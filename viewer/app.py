@@ -16,7 +16,6 @@ Two ways to draw splats, chosen in the GUI:
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,8 @@ from recon.cameras import Camera, Similarity
 from recon.viewer.paths import CameraPath, CameraPathError, Keyframe, scene_up
 from recon.viewer.render_loop import ClientRenderLoop, RenderSettings
 from recon.viewer.scene import add_mesh, add_splats, add_training_cameras, camera_scale, thumbnail
-from recon.viewer.server import DEFAULT_HOST, DEFAULT_PORT, ViewerError, start_server
+from recon.viewer.server import (DEFAULT_HOST, DEFAULT_PORT, ViewerError, start_server,
+                                 wait_for_interrupt)
 from recon.viewer.views import RENDER_MODES, SplatView
 
 DRAW_SERVER = "recon render"
@@ -253,10 +253,7 @@ def view(target: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     viewer = open_viewer(target, host=host, port=port, step=step, backend=backend)
     print("Open the URL in a browser; Ctrl-C stops the viewer.", flush=True)
     try:
-        while True:
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        pass
+        wait_for_interrupt()
     finally:
         viewer.close()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sys
+import time
 from dataclasses import dataclass
 
 from recon.errors import ReconError
@@ -90,3 +91,13 @@ def start_server(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, label: s
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "StartedServer", "ViewerError", "host_warning",
            "is_loopback", "start_server"]
+
+
+def wait_for_interrupt() -> None:
+    """Keep serving until Ctrl-C (the viewer runs in viser's own threads)."""
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+

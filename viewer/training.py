@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from recon.viewer.app import Viewer
+from recon.viewer.server import wait_for_interrupt
 from recon.viewer.views import SplatView
 
 STATS_INTERVAL = 0.5
@@ -190,11 +191,7 @@ def fit_with_viewer(config) -> Path:
         if sys.stdin is not None and sys.stdin.isatty():
             print(f"Training finished; the viewer stays at {viewer.url}. Ctrl-C to quit.",
                   flush=True)
-            try:
-                while True:
-                    time.sleep(1.0)
-            except KeyboardInterrupt:
-                pass
+            wait_for_interrupt()
     finally:
         viewer.close()
     return trainer.run_dir
