@@ -69,7 +69,7 @@ def extract_run_mesh(run_dir: Path, method: str = "sugar", out: Path | None = No
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True), disable=quiet) as progress:
         views = render_views(splats, cameras, run["sh_degree"], backend, view.alpha_min,
-                             progress, **run["render_options"])
+                             view.depth, progress, **run["render_options"])
         center, radius = surface_sphere(views, seed=seed)
         if method == "sugar":
             from recon.mesh.density import GaussianDensity

@@ -8,6 +8,7 @@ same settings suit a toy object and a room.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from recon.errors import ReconError
 
@@ -60,6 +61,9 @@ class TsdfOptions:
     margin: float = 1.1
     """The cube's half-side as a multiple of the scene radius."""
 
+    truncation: float = 4.0
+    """Truncation distance of the signed distance, in voxels."""
+
     def validate(self) -> None:
         _raise_first([
             (8 <= self.voxels <= 1024, f"--tsdf.voxels must be 8..1024, got {self.voxels}."),
@@ -67,8 +71,6 @@ class TsdfOptions:
              f"--tsdf.truncation must be more than one voxel, got {self.truncation}."),
             (self.margin >= 1.0, f"--tsdf.margin must be at least 1, got {self.margin}."),
         ])
-    truncation: float = 4.0
-    """Truncation distance of the signed distance, in voxels."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,16 @@ class ViewOptions:
 
     alpha_min: float = 0.5
     """Pixels whose rendered opacity is below this are background (no depth)."""
+    depth: Literal["median", "expected"] = "median"
+    """Which rendered depth a pixel's surface is at: median (the depth of the Gaussian where the
+    accumulated opacity passes 0.5: the first opaque layer, as 2DGS meshes bounded objects) or
+    expected (Σ w z / Σ w, which the semi-transparent layers behind a surface drag inwards)."""
 
     def validate(self) -> None:
         _raise_first([(0.0 < self.alpha_min <= 1.0,
-                       f"--view.alpha-min must be in (0, 1], got {self.alpha_min}.")])
+                       f"--view.alpha-min must be in (0, 1], got {self.alpha_min}."),
+                      (self.depth in ("median", "expected"),
+                       f"--view.depth must be median or expected, got {self.depth!r}.")])
 
 
 def _raise_first(checks: list[tuple[bool, str]]) -> None:

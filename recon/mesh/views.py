@@ -1,9 +1,9 @@
 """Rendered training views (colour, opacity, depth) and the surface points they see.
 
 Both extraction methods start from what the fitted scene renders into its training cameras:
-SuGaR centres its ray samples on the rendered depth, TSDF fuses the depth maps. Depth is the
-expected camera z (Σ w z / Σ w); pixels whose opacity is below ``alpha_min`` carry no surface and
-get depth 0.
+SuGaR centres its ray samples on the rendered depth, TSDF fuses the depth maps. Depth is camera
+z, the median (default) or expected depth of the pixel; pixels whose opacity is below
+``alpha_min`` carry no surface and get depth 0.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ class View:
 
 
 def render_views(splats, cameras: Sequence[Camera], sh_degree: int, backend: str = "auto",
-                 alpha_min: float = 0.5, progress=None, **render_options) -> list[View]:
+                 alpha_min: float = 0.5, depth: str = "median", progress=None,
+                 **render_options) -> list[View]:
     """Render colour, opacity and depth of ``splats`` (gsplat layout) into ``cameras``.
 
     Colours are rendered over black and divided by alpha, so pixels keep their surface colour
@@ -46,9 +47,10 @@ def render_views(splats, cameras: Sequence[Camera], sh_degree: int, backend: str
                          sh_degree=sh_degree, depth=True, normals=False, **render_options)
         alpha = out.alpha.cpu().numpy()
         rgb = out.features.permute(1, 2, 0).cpu().numpy() / np.maximum(alpha, 1e-6)[..., None]
-        depth = np.where(alpha >= alpha_min, out.depth.cpu().numpy(), 0.0)
+        z = (out.median_depth if depth == "median" else out.depth).cpu().numpy()
+        z = np.where(alpha >= alpha_min, z, 0.0)
         views.append(View(cam, np.clip(rgb, 0.0, 1.0).astype(np.float32),
-                          alpha.astype(np.float32), depth.astype(np.float32)))
+                          alpha.astype(np.float32), z.astype(np.float32)))
     return views
 
 
