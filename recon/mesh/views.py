@@ -3,13 +3,15 @@
 Both extraction methods start from what the fitted scene renders into its training cameras:
 SuGaR centres its ray samples on the rendered depth, TSDF fuses the depth maps. Depth is camera
 z, the median (default) or expected depth of the pixel; pixels whose opacity is below
-``alpha_min`` carry no surface and get depth 0.
+``alpha_min`` carry no surface and get depth 0 (as do pixels that never reach opacity 0.5 when the
+median is asked for: they have no median).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,7 +31,8 @@ class View:
 
 
 def render_views(splats, cameras: Sequence[Camera], sh_degree: int, backend: str = "auto",
-                 alpha_min: float = 0.5, depth: str = "median", progress=None,
+                 alpha_min: float = 0.5, depth: Literal["median", "expected"] = "median",
+                 progress=None,
                  **render_options) -> list[View]:
     """Render colour, opacity and depth of ``splats`` (gsplat layout) into ``cameras``.
 

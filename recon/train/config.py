@@ -204,7 +204,7 @@ def _preset(**changes: Any) -> FitConfig:
 
 
 PRESETS: dict[str, FitConfig] = {
-    # Minutes on a laptop CPU (the demo: 64 views at 256² in ~2.5 min on 2 busy cores). MCMC
+    # Minutes on a laptop CPU (the demo: 64 views at 256², 1000 steps, ~2 min on 2 cores). MCMC
     # with a cap keeps steps cheap; densification starts twice as early and runs twice as often.
     # View-dependent colour is what a short run lacks most: gsplat's higher-band learning rate
     # (sh0/20) and one band per 1000 steps suit 30k steps, so here a band opens every 200 steps
