@@ -9,6 +9,9 @@ A primitive module (gaussians, convexes, triangles) provides
 * ``kernel_torch(params, px, py) -> (k, w)``: the torch twin of the native pixel kernel in
   ``cuda/include/<kind>.h`` (broadcasting; k in [0, 1], w the V interpolation weights), used by
   the dense reference rasterizer and to check the native VJP;
+* optionally ``depth_slopes(primitives, viewmats, Ks) -> [B, N, 2]``: how the depth the
+  primitive draws changes across its footprint (camera z per pixel in x and y), so depth maps
+  follow tilted primitives instead of a constant depth per primitive;
 
 and registers them with :func:`register`. render() looks the type up here, so it never names a
 primitive type. Primitive classes also expose ``centers`` ([N, 3] world positions) for
@@ -71,6 +74,7 @@ class PrimitiveOps(NamedTuple):
     project: Callable[..., Footprints]
     kernel_torch: KernelTorch
     project_native: Callable[..., Footprints] | None = None
+    depth_slopes: Callable[..., Tensor] | None = None
 
 
 _BY_TYPE: dict[type, PrimitiveOps] = {}
@@ -79,9 +83,11 @@ _KERNELS: dict[int, KernelTorch] = {}
 
 def register(primitive_type: type, kind: int, project: Callable[..., Footprints],
              kernel_torch: KernelTorch,
-             project_native: Callable[..., Footprints] | None = None) -> None:
+             project_native: Callable[..., Footprints] | None = None,
+             depth_slopes: Callable[..., Tensor] | None = None) -> None:
     """Make ``primitive_type`` renderable (called once by each primitive module)."""
-    _BY_TYPE[primitive_type] = PrimitiveOps(kind, project, kernel_torch, project_native)
+    _BY_TYPE[primitive_type] = PrimitiveOps(kind, project, kernel_torch, project_native,
+                                            depth_slopes)
     _KERNELS[kind] = kernel_torch
 
 

@@ -18,6 +18,7 @@ from recon.primitives.base import KIND_GAUSSIAN, Footprints, register
 
 ALPHA_MIN = 1.0 / 255.0  # as cuda/include/common.h
 MAX_EXTENT = 3.33        # footprint half-size in standard deviations (gsplat's and 3DGS's choice)
+MAX_TILT = 10.0          # steepest drawn depth slope: tan 84° to the view plane
 
 
 @dataclass
@@ -167,7 +168,38 @@ def kernel_torch(params: Tensor, px: Tensor, py: Tensor) -> tuple[Tensor, Tensor
     return k, torch.ones_like(k)[..., None]
 
 
-register(Gaussians, KIND_GAUSSIAN, project_torch, kernel_torch, project_native)
+def depth_slopes(gaussians: Gaussians, viewmats: Tensor, Ks: Tensor,
+                 max_tilt: float = MAX_TILT) -> Tensor:
+    """[B, N, 2] change of each Gaussian's drawn depth per pixel in x and y (camera z).
 
-__all__ = ["Gaussians", "covariances", "kernel_torch", "project_native", "project_torch",
-           "quat_to_rotmat"]
+    A pixel's ray is X = z r, r = (x', y', 1) in normalised image coordinates; along it the
+    density of a Gaussian (μ, Σ in camera coordinates) peaks at z*(r) = rᵀΣ⁻¹μ / rᵀΣ⁻¹r. At the
+    centre's ray r = μ / μ_z, z* = μ_z and ∂z*/∂(x', y') = -μ_z² (Σ⁻¹μ)_xy / μᵀΣ⁻¹μ; dividing by
+    fx, fy gives per-pixel slopes. For a flat Gaussian this is the tilt of its plane (RaDe-GS's
+    first-order depth), so the depth map of a surface made of large flat splats is the surface,
+    not a staircase of centre depths. The tilt is capped at ``max_tilt`` (tan of the angle to the
+    view plane): near grazing the peak runs off to infinity."""
+    rot = torch.einsum("bij,njk->bnik", viewmats[:, :3, :3], quat_to_rotmat(gaussians.quats))
+    mean_c = torch.einsum("bij,nj->bni", viewmats[:, :3, :3], gaussians.means) \
+        + viewmats[:, None, :3, 3]
+    local = torch.einsum("bnji,bnj->bni", rot, mean_c)                     # μ in the axes frame
+    # Σ⁻¹ = rot diag(1/s²) rotᵀ up to the factor 1/s_min², which cancels in z*'s gradient and
+    # keeps very flat Gaussians finite.
+    log_scales = gaussians.log_scales
+    inv_var = torch.exp(2.0 * (log_scales.min(-1, keepdim=True).values - log_scales))
+    weighted = inv_var * local
+    inv_cov_mean = torch.einsum("bnij,bnj->bni", rot, weighted)             # ∝ Σ⁻¹μ
+    quad = (local * weighted).sum(-1, keepdim=True).clamp_min(1e-20)       # ∝ μᵀΣ⁻¹μ
+    z = mean_c[..., 2:3]
+    slope = -z.square() * inv_cov_mean[..., :2] / quad                      # per unit of x', y'
+    limit = max_tilt * z.abs()
+    norm = slope.norm(dim=-1, keepdim=True)
+    slope = slope * torch.where(norm > limit, limit / norm.clamp_min(1e-20), 1.0)
+    focal = torch.stack([Ks[:, 0, 0], Ks[:, 1, 1]], -1)[:, None]           # [B,1,2]
+    return slope / focal
+
+
+register(Gaussians, KIND_GAUSSIAN, project_torch, kernel_torch, project_native, depth_slopes)
+
+__all__ = ["Gaussians", "covariances", "depth_slopes", "kernel_torch", "project_native",
+           "project_torch", "quat_to_rotmat"]

@@ -3,7 +3,10 @@
 Pipeline: the primitive module projects to 2D footprints (torch autograd) -> tile binning
 (torch.sort) -> native front-to-back compositing (``backend`` "cpu" / "cuda", an autograd
 Function) or the dense torch reference (``backend="torch"``, small images only). Depth and
-normal maps are extra feature channels composited with the user's features.
+normal maps are extra feature channels composited with the user's features; a primitive with
+depth slopes draws a plane z + s·(p - centre) instead of a constant z, which is composited as
+three channels (the plane's value at the image centre and its two slopes) since Σ w (a + s·d) =
+Σ w a + d·Σ w s for every pixel offset d.
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ class RenderResult:
     alpha: Tensor
     """[B, H, W] accumulated opacity 1 - Π(1 - α)."""
     depth: Tensor
-    """[B, H, W] expected depth Σ w z / Σ w (camera z; 0 where nothing was drawn)."""
+    """[B, H, W] expected depth Σ w z / Σ w (camera z; 0 where nothing was drawn). z is the
+    primitive's depth at the pixel: Gaussians are drawn as their tilted planes (see
+    ``gaussians.depth_slopes``), triangles interpolate their vertices, convexes use the centre."""
     median_depth: Tensor
-    """[B, H, W] depth of the primitive where transmittance first drops below ½ (0: never)."""
+    """[B, H, W] depth (as above) of the primitive where transmittance first drops below ½
+    (0: never)."""
     normals: Tensor | None
     """[B, 3, H, W] Σ w n of camera-space unit normals (not renormalised), or None."""
     means2d: Tensor
@@ -94,7 +100,9 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
     feats = _per_camera_vertex_features(features, B, N, V).to(dtype)
     C = feats.shape[-1]
     want_normals = normals and fp.normals is not None
-    extra = _extra_channels(fp, depth, want_normals)
+    slopes = ops.depth_slopes(primitives, viewmats, Ks) if depth and ops.depth_slopes else None
+    planes = _depth_planes(fp, slopes, width, height) if depth else None
+    extra = _extra_channels(fp, planes, want_normals)
     all_feats = torch.cat([feats, *extra], -1) if extra else feats  # cat of one would copy
     if fp.means2d.requires_grad:
         fp.means2d.retain_grad()
@@ -111,10 +119,16 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
                              f"got shape {tuple(bg.shape)}.")
         color = color + (1.0 - alpha)[:, None] * bg[None, :, None, None]
     zero = torch.zeros((), dtype=dtype, device=device)
-    if depth:
+    if planes is not None:
         drawn = alpha > 0
-        depth_map = torch.where(drawn, image[..., C] / torch.where(drawn, alpha, 1.0), zero)
-        median = _gather_or_missing(fp.depths.reshape(-1), median_flat, 0.0)
+        sums = image[..., C:C + planes.shape[-1]]
+        depth_map = _plane_values(sums, width, height) / torch.where(drawn, alpha, 1.0)
+        depth_map = torch.where(drawn, depth_map, zero)
+        # The median primitive's plane (per primitive, not per vertex: V > 1 has no slopes).
+        per_prim = planes[:, :, 0] if slopes is not None else fp.depths[..., None]
+        median = _plane_values(torch.stack(
+            [_gather_or_missing(per_prim[..., i].reshape(-1), median_flat, 0.0)
+             for i in range(per_prim.shape[-1])], -1), width, height)
     else:
         depth_map = median = torch.zeros_like(alpha)
     normal_map = image[..., -3:].permute(0, 3, 1, 2) if want_normals else None
@@ -127,15 +141,38 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
     return _squeeze_camera(result) if single else result
 
 
-def _extra_channels(fp, depth: bool, normals: bool) -> list[Tensor]:
-    """Per-vertex depth (1 channel) and camera-space normal (3) as extra feature channels, so
-    the compositor produces Σ w z and Σ w n with their gradients."""
+def _depth_planes(fp, slopes: Tensor | None, width: int, height: int) -> Tensor:
+    """Per-vertex depth planes [B, N, V, 1 or 3]: the depth at the image centre and, with
+    ``slopes`` [B, N, 2], its change per pixel in x and y."""
+    B, N = fp.opacities.shape
+    if slopes is None:
+        z = fp.vertex_depths if fp.vertex_depths is not None else fp.depths[..., None]
+        return z.expand(B, N, fp.vertices)[..., None]
+    centre = torch.tensor([0.5 * width, 0.5 * height], dtype=slopes.dtype, device=slopes.device)
+    # Culled primitives are never composited, but their (arbitrary) centres must stay finite.
+    offset = torch.where(fp.visible[..., None], centre - fp.means2d, 0.0)
+    at_centre = fp.depths + (slopes * offset).sum(-1)
+    return torch.cat([at_centre[..., None], slopes], -1)[:, :, None].expand(B, N, fp.vertices, 3)
+
+
+def _plane_values(planes: Tensor, width: int, height: int) -> Tensor:
+    """[B, H, W] a + s·(p - centre) at every pixel centre p from planes [B, H, W, 1 or 3]."""
+    if planes.shape[-1] == 1:
+        return planes[..., 0]
+    dtype, device = planes.dtype, planes.device
+    dx = torch.arange(width, dtype=dtype, device=device) + 0.5 - 0.5 * width
+    dy = torch.arange(height, dtype=dtype, device=device) + 0.5 - 0.5 * height
+    return planes[..., 0] + dx * planes[..., 1] + dy[:, None] * planes[..., 2]
+
+
+def _extra_channels(fp, planes: Tensor | None, normals: bool) -> list[Tensor]:
+    """Per-vertex depth planes (1 or 3 channels) and camera-space normal (3) as extra feature
+    channels, so the compositor produces Σ w z and Σ w n with their gradients."""
     B, N = fp.opacities.shape
     V = fp.vertices
     extra = []
-    if depth:
-        z = fp.vertex_depths if fp.vertex_depths is not None else fp.depths[..., None]
-        extra.append(z.expand(B, N, V)[..., None])
+    if planes is not None:
+        extra.append(planes)
     if normals:
         extra.append(fp.normals[:, :, None, :].expand(B, N, V, 3))
     return extra

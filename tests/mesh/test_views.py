@@ -16,7 +16,8 @@ FRONT, BACK = 1.0, 1.5
 
 
 def layer(z: float, opacity: float, spacing: float = 0.02) -> dict:
-    """A square lattice of isotropic Gaussians (σ = spacing) in the plane at camera z."""
+    """A square lattice of flat Gaussians (σ = spacing in the plane, 1e-3 of it across) in the
+    plane at camera z: each is drawn at depth z exactly (a flat splat is drawn as its plane)."""
     g = np.arange(-0.6, 0.6 + 1e-9, spacing)
     x, y = np.meshgrid(g, g)
     n = x.size
@@ -24,7 +25,7 @@ def layer(z: float, opacity: float, spacing: float = 0.02) -> dict:
         "means": torch.tensor(np.stack([x.ravel(), y.ravel(), np.full(n, z)], 1),
                               dtype=torch.float32),
         "quats": torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
-        "scales": torch.full((n, 3), math.log(spacing)),
+        "scales": torch.tensor([math.log(spacing)] * 2 + [math.log(spacing * 1e-3)]).repeat(n, 1),
         "opacities": torch.full((n,), math.log(opacity / (1 - opacity))),
         "sh0": rgb_to_sh0(torch.tensor([0.5, 0.5, 0.5]))[None, None].repeat(n, 1, 1),
         "shN": torch.zeros(n, 0, 3),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -72,6 +73,32 @@ def test_single_camera_drops_the_camera_axis_and_stats_are_per_camera():
     assert r.means2d.shape == (1, 40, 2) and r.radii.shape == (1, 40)
     assert torch.equal(r.visibility_count, r.visible[0].to(torch.int32))
     assert torch.all(r.radii[~r.visible] == 0) and torch.all(r.radii[r.visible] > 0)
+
+
+def test_a_tilted_flat_splat_draws_its_plane_not_its_centre_depth():
+    """A flat opaque splat in the plane z = z0 - tan θ x (its normal tilted by θ about y) is
+    drawn at the first-order ray-plane depth z0 (1 - tan θ x'), x' = (u - cx) / fx, on every
+    backend; a constant centre depth would be off by z0 tan θ |x'|."""
+    theta, z0 = math.radians(40.0), 2.0
+    splat = Gaussians(
+        means=torch.tensor([[0.0, 0.0, z0]]),
+        quats=torch.tensor([[math.cos(theta / 2), 0.0, math.sin(theta / 2), 0.0]]),
+        log_scales=torch.tensor([[2.0, 2.0, math.log(1e-4)]]),
+        opacity_logits=torch.tensor([6.0]))
+    cam = Camera(W, H, 35.0, 35.0, W / 2, H / 2, np.eye(4))
+    x = (torch.arange(W) + 0.5 - W / 2) / 35.0
+    first_order = (z0 * (1 - math.tan(theta) * x)).expand(H, W)
+    exact = (z0 / (1 + math.tan(theta) * x)).expand(H, W)
+    near = (slice(10, 20), slice(14, 26))  # |x'| <= 0.17
+    for backend in ("cpu", "torch"):
+        r = render(splat, cam, torch.ones(1, 3), backend=backend)
+        assert (r.alpha[near] > 0.95).all()
+        for depth in (r.depth, r.median_depth):
+            torch.testing.assert_close(depth[near], first_order[near], rtol=1e-5, atol=0.0)
+            # What is left is second order: z0 (tan θ x')² / (1 + tan θ x') <= 16 % of the
+            # tilt here (tan θ |x'| <= 0.14), where the centre depth would miss all of it.
+            tilt = (first_order - z0).abs()[near]
+            assert ((depth[near] - exact[near]).abs() <= 0.16 * tilt + 1e-6).all()
 
 
 def test_background_and_depth_of_one_splat_covering_the_image():
