@@ -168,7 +168,8 @@ class ExtractMesh:
     """Extract a vertex-coloured mesh from a fitted run, in the input's world frame.
 
     sugar: level-set points (density λ = 0.3) along the training rays with density-gradient
-    normals, screened Poisson, trimmed; tsdf: TSDF fusion of the rendered depth and colour."""
+    normals, screened Poisson, trimmed; tsdf: TSDF fusion of the depth where each training ray
+    reaches that level (or of the rendered depth) and the rendered colour."""
 
     run: tyro.conf.Positional[Path]
     """Run directory written by `recon fit`."""

@@ -71,15 +71,20 @@ def extract_run_mesh(run_dir: Path, method: str = "sugar", out: Path | None = No
         views = render_views(splats, cameras, run["sh_degree"], backend, view.alpha_min,
                              view.depth, progress, **run["render_options"])
         center, radius = surface_sphere(views, seed=seed)
+        from recon.mesh.density import GaussianDensity
+
+        density = (GaussianDensity.from_splats(splats, sugar.neighbors)
+                   if method == "sugar" or tsdf.depth == "level" else None)
         if method == "sugar":
-            from recon.mesh.density import GaussianDensity
             from recon.mesh.sugar import extract_sugar
 
-            density = GaussianDensity.from_splats(splats, sugar.neighbors)
             mesh = extract_sugar(density, views, radius, sugar, seed, progress)
         else:
+            from recon.mesh.sugar import level_set_views
             from recon.mesh.tsdf import fuse_views
 
+            if density is not None:
+                views = level_set_views(density, views, radius, sugar, tsdf.rays, progress)
             mesh = fuse_views(views, center, tsdf.margin * radius, tsdf.voxels, tsdf.truncation,
                               progress)
     mesh = transform_mesh(mesh, dataset.normalization.inverse())

@@ -63,6 +63,16 @@ class TsdfOptions:
 
     truncation: float = 4.0
     """Truncation distance of the signed distance, in voxels."""
+    depth: Literal["level", "rendered"] = "level"
+    """Which depth maps are fused: level = where each pixel's ray first reaches the density level
+    --sugar.level (the surface the sugar method meshes, searched like its points:
+    --sugar.search-width, --sugar.samples-per-ray, --sugar.neighbors); rendered = the rendered
+    --view.depth. Splatting puts a splat's footprint edge, not its centre, on the silhouettes, so
+    the rendered depth of a fitted object sits ~1 % of its size inside the surface; the level set
+    does not."""
+    rays: int = 2_000_000
+    """Most pixel rays searched for the level-set depth over all views; views with more
+    foreground pixels are searched on a coarser pixel grid."""
 
     def validate(self) -> None:
         _raise_first([
@@ -70,6 +80,9 @@ class TsdfOptions:
             (self.truncation > 1.0,
              f"--tsdf.truncation must be more than one voxel, got {self.truncation}."),
             (self.margin >= 1.0, f"--tsdf.margin must be at least 1, got {self.margin}."),
+            (self.depth in ("level", "rendered"),
+             f"--tsdf.depth must be level or rendered, got {self.depth!r}."),
+            (self.rays >= 1, f"--tsdf.rays must be at least 1, got {self.rays}."),
         ])
 
 

@@ -71,6 +71,44 @@ def level_set_points(density: GaussianDensity, views: Sequence[View], radius: fl
     return points[ok], normals[ok], colors[ok]
 
 
+def level_set_views(density: GaussianDensity, views: Sequence[View], radius: float,
+                    options: SugarOptions, max_rays: int, progress=None) -> list[View]:
+    """The views with their depth replaced by where each pixel's ray first rises through the
+    density level ``options.level`` (searched around the rendered depth as the sugar points are;
+    0 where the ray does not cross). When the views' foreground pixels exceed ``max_rays``, the
+    maps come at a coarser pixel grid (the cameras scaled to match), colours from the nearest
+    rendered pixel."""
+    options.validate()
+    total = sum(int((v.depth > 0).sum()) for v in views)
+    stride = max(1, int(np.ceil(np.sqrt(total / max(max_rays, 1)))))
+    offsets = np.linspace(-1.0, 1.0, options.samples_per_ray) * options.search_width * radius
+    out = []
+    for view in track(progress, views, "level-set depth"):
+        cam = view.camera.scaled(1.0 / stride) if stride > 1 else view.camera
+        # The rendered pixel under each coarse pixel's centre.
+        src_r = np.minimum(((np.arange(cam.height) + 0.5) * view.depth.shape[0] / cam.height)
+                           .astype(int), view.depth.shape[0] - 1)
+        src_c = np.minimum(((np.arange(cam.width) + 0.5) * view.depth.shape[1] / cam.width)
+                           .astype(int), view.depth.shape[1] - 1)
+        rendered = view.depth[np.ix_(src_r, src_c)]
+        depth = np.zeros_like(rendered)
+        rows, cols = np.nonzero(rendered > 0)
+        origin, dirs = pixel_rays(cam, rows, cols)
+        for b in range(0, len(rows), RAY_BATCH):
+            sl = slice(b, b + RAY_BATCH)
+            hit = _crossings(density, origin, dirs[sl], rendered[rows[sl], cols[sl]]
+                             .astype(np.float64), offsets, options.level)
+            if hit is not None:
+                idx, points = hit
+                # dirs have unit camera z, so the camera z of a point is its distance along
+                # the camera's forward axis from the origin.
+                depth[rows[sl][idx], cols[sl][idx]] = (points - origin) @ cam.camera_to_world[:3, 2]
+        rgb = view.rgb[np.ix_(src_r, src_c)]
+        alpha = view.alpha[np.ix_(src_r, src_c)]
+        out.append(View(cam, rgb, alpha, depth.astype(np.float32)))
+    return out
+
+
 def _crossings(density: GaussianDensity, origin: np.ndarray, dirs: np.ndarray, depth: np.ndarray,
                offsets: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray] | None:
     """Rays (indices into ``dirs``) whose density first rises through ``level`` within the sample
@@ -137,4 +175,4 @@ def extract_sugar(density: GaussianDensity, views: Sequence[View], radius: float
     return poisson_surface(points, normals, colors, options)
 
 
-__all__ = ["extract_sugar", "level_set_points", "poisson_surface"]
+__all__ = ["extract_sugar", "level_set_points", "level_set_views", "poisson_surface"]

@@ -13,8 +13,8 @@ from recon.errors import ReconError
 from recon.mesh.density import GaussianDensity
 from recon.mesh.metrics import compare_meshes
 from recon.mesh.options import SugarOptions
-from recon.mesh.sugar import level_set_points, poisson_surface
-from recon.mesh.views import render_views, surface_sphere
+from recon.mesh.sugar import level_set_points, level_set_views, poisson_surface
+from recon.mesh.views import depth_points, render_views, surface_sphere
 from recon.train.splats import rgb_to_sh0
 
 RADIUS = 0.5
@@ -83,6 +83,26 @@ def test_level_set_points_sit_just_outside_the_sheet(level_set):
     radial = points / r[:, None]
     assert np.median((normals * radial).sum(1)) > 0.999  # outward, along the radius
     assert np.allclose(np.median(colors, 0), COLOR.numpy(), atol=0.01)
+
+
+@pytest.mark.parametrize("max_rays", [10**6, 4_000])
+def test_level_set_views_put_every_pixel_on_the_level(views, max_rays):
+    """Depth maps for TSDF fusion: each foreground pixel at the level set (as the sugar points),
+    where the rendered median depth sits at the Gaussians' centres, on a coarser pixel grid
+    (cameras scaled) once the foreground exceeds ``max_rays``."""
+    _, radius = surface_sphere(views)
+    density = GaussianDensity.from_splats(sphere_splats())
+    level = level_set_views(density, views, radius, SugarOptions(), max_rays)
+    foreground = sum(int((v.depth > 0).sum()) for v in views)
+    stride = 1 if max_rays >= foreground else math.ceil(math.sqrt(foreground / max_rays))
+    assert all(v.camera.width == round(64 / stride) for v in level)
+    points = np.concatenate([depth_points(v)[0] for v in level])
+    assert 0.8 * foreground / stride**2 < len(points) <= foreground / stride**2 * 1.2
+    r = np.linalg.norm(points, axis=1)
+    assert np.median(r) == pytest.approx(RADIUS + expected_offset(), abs=0.001)
+    # The rendered depth is the discs' tangent planes: on the sheet, not on the level outside it.
+    rendered = np.linalg.norm(np.concatenate([depth_points(v)[0] for v in views]), axis=1)
+    assert np.median(rendered) < RADIUS + 0.5 * expected_offset() < np.median(r)
 
 
 @pytest.fixture(scope="module")
