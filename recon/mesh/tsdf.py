@@ -1,10 +1,11 @@
 """TSDF fusion of depth maps and colour (open3d's uniform volume + marching cubes).
 
-The depth maps are the views' level-set depth (:func:`recon.mesh.sugar.level_set_views`) or their
-rendered depth (``--tsdf.depth``). Every view's depth map is integrated into a voxel cube of truncated signed distances with colour;
-the zero level set is the mesh. The cube is the bounding cube of the scene's surface sphere, and
-the voxel size and the truncation follow from its radius (see
-:class:`recon.mesh.options.TsdfOptions`): a few hundred voxels across the surface is what
+The depth maps are the views' level-set depth (:func:`recon.mesh.sugar.level_set_views`) or
+their rendered depth (``--tsdf.depth``). Every view's depth map is integrated into a voxel cube
+of truncated signed distances with colour; the zero level set is the mesh. The cube is the
+bounding cube of the scene's surface sphere, and the voxel size and the truncation follow from
+its radius (see :class:`recon.mesh.options.TsdfOptions`): a few hundred voxels across the surface
+is what
 Triangle Splatting's and 2DGS's DTU meshes use (voxel 0.004 of a unit-radius scene), with the
 truncation a few voxels wide so thin parts are not smeared together.
 
