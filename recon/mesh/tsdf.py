@@ -5,9 +5,8 @@ their rendered depth (``--tsdf.depth``). Every view's depth map is integrated in
 of truncated signed distances with colour; the zero level set is the mesh. The cube is the
 bounding cube of the scene's surface sphere, and the voxel size and the truncation follow from
 its radius (see :class:`recon.mesh.options.TsdfOptions`): a few hundred voxels across the surface
-is what
-Triangle Splatting's and 2DGS's DTU meshes use (voxel 0.004 of a unit-radius scene), with the
-truncation a few voxels wide so thin parts are not smeared together.
+is what Triangle Splatting's and 2DGS's DTU meshes use (voxel 0.004 of a unit-radius scene), with
+the truncation a few voxels wide so thin parts are not smeared together.
 
 open3d's hashed ``ScalableTSDFVolume`` would only allocate voxels near the surface, but in the
 open3d wheel recon installs it integrates nothing (every extraction comes back empty, even for a
