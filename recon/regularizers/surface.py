@@ -9,13 +9,18 @@ sampled from the visible Gaussians take over:
 * **ideal SDF**: near a surface made of flat, opaque, non-overlapping Gaussians the density
   d(p) = Σ_k o_k exp(-½ (p-μ_k)ᵀ Σ_k⁻¹ (p-μ_k)) is dominated by one Gaussian g*, and
   f(p) = s_g* √(-2 ln d(p)) (s = its smallest scale) is the distance to its plane. The SDF
-  estimated from the rendered depth is f̂(p) = |D(π(p)) - z(p)|; the term is mean |f - f̂|
-  (divided by a tenth of the scene scale). A thick Gaussian makes f count in-plane offsets that
+  estimated from the rendered depth D is the distance from p to the depth surface across that
+  plane, f̂(p) = |D(π(p)) - z(p)| |⟨n*, dX/dz⟩| (dX/dz: the step along p's ray per unit of camera
+  z; SuGaR takes the depth gap itself, which overstates f̂ by 1/cos of the viewing angle); the
+  term is mean |f - f̂| (divided by a tenth of the scene scale). A thick Gaussian makes f count in-plane offsets that
   f̂ does not see, a translucent one makes f > 0 on the surface, overlapping ones make f too
   small: all three are penalised.
 * **normal**: the normal (shortest axis) of g* should match the density-weighted normal of the
   neighbours, w_k ∝ o_k g_k(p) |⟨p-μ_k, n_k⟩| / s_k², which is the share of neighbour k in the
-  density gradient along its own normal (each n_k is first signed to agree with n*).
+  density gradient along its own normal (each n_k is first signed to agree with n*). The
+  weights carry no gradient, so the term turns Gaussians rather than moving or fading the
+  neighbours that disagree (with it, meshes of the spot scene lost 0.07 % of Chamfer and 0.05 of
+  normal consistency).
 
 The density sums over each sample's Gaussian's ``neighbors`` nearest Gaussians (k-NN lists
 recomputed every ``knn_every`` steps and after pruning).
@@ -157,7 +162,9 @@ def neighbour_density(points: Tensor, neighbours: Tensor, means: Tensor, quats: 
     # A normal's sign is arbitrary (n and -n are the same plane): align them with n*.
     alignment = (normals * normal[:, None]).sum(-1).detach()
     normals = normals * torch.where(alignment >= 0, 1.0, -1.0)[..., None]
-    weights = contribution * offset.abs() / s_min.square()
+    # The weights only say how much each neighbour's normal counts; through them the term
+    # would also move and fade Gaussians to hide a disagreement instead of turning them.
+    weights = (contribution * offset.abs() / s_min.square()).detach()
     total = weights.sum(-1, keepdim=True)
     # A sample exactly in the planes of all its neighbours (offsets 0) has no density gradient
     # to compare with: its own normal stands in, so it adds no penalty.
@@ -166,9 +173,12 @@ def neighbour_density(points: Tensor, neighbours: Tensor, means: Tensor, quats: 
                             neighbour_normal=torch.where(total > 0, average, normal))
 
 
-def depth_sdf(points: Tensor, camera: Camera, depth: Tensor) -> tuple[Tensor, Tensor]:
-    """SDF estimated from a depth map: |D(π(p)) - z(p)| [S] (D sampled bilinearly), and [S] bool
-    for samples in front of the camera that project into the image where something was drawn."""
+def depth_sdf(points: Tensor, camera: Camera,
+              depth: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Gap to a depth map along the samples' rays: D(π(p)) - z(p) [S] (D sampled bilinearly,
+    camera z), the world displacement per unit of camera z along each sample's ray [S, 3] (so the
+    gap times it is the step from p to the depth surface), and [S] bool for samples in front of
+    the camera that project into the image where something was drawn."""
     viewmat, K = (t[0].to(points.dtype) for t in cameras_to_tensors([camera], points.device))
     cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]
     z = cam[:, 2]
@@ -181,7 +191,8 @@ def depth_sdf(points: Tensor, camera: Camera, depth: Tensor) -> tuple[Tensor, Te
     sampled = F.grid_sample(depth[None, None], grid[None, None].detach(), mode="bilinear",
                             padding_mode="border", align_corners=False)[0, 0, 0]
     valid = (z > 1e-6) & (u >= 0) & (u <= width) & (v >= 0) & (v <= height) & (sampled > 0)
-    return (sampled - z).abs(), valid
+    per_depth = (cam / safe_z[:, None]).detach() @ viewmat[:3, :3]     # Rᵀ (cam / z), world
+    return sampled - z, per_depth, valid
 
 
 def sample_points(means: Tensor, quats: Tensor, log_scales: Tensor, owners: Tensor,
@@ -195,16 +206,24 @@ def surface_terms(splats, knn: Tensor, owners: Tensor, noise: Tensor, camera: Ca
                   depth: Tensor, *, sample_std: float,
                   depth_band: float) -> tuple[Tensor, Tensor] | None:
     """(mean |f - f̂|, mean |n* - Σ w n|²) over the samples of ``owners`` that project onto the
-    rendered ``depth`` [H, W] within ``depth_band`` of it; None when no sample does."""
+    rendered ``depth`` [H, W] within ``depth_band`` of it; None when no sample does.
+
+    The depth map is a target here (no gradient): through it the term would drag the rendered
+    surface towards the samples of the Gaussians behind it, which sank fitted surfaces by ~0.5 %
+    of their size."""
+    depth = depth.detach()
     points = sample_points(splats["means"], splats["quats"], splats["scales"], owners, noise,
                            sample_std)
-    from_depth, valid = depth_sdf(points, camera, depth)
-    valid &= from_depth.detach() < depth_band
+    gap, per_depth, valid = depth_sdf(points, camera, depth)
+    valid &= gap.detach().abs() < depth_band
     if not bool(valid.any()):
         return None
     field = neighbour_density(points[valid], knn[owners[valid]], splats["means"], splats["quats"],
                               splats["scales"], splats["opacities"])
-    sdf = (field.ideal_sdf - from_depth[valid]).abs().mean()
+    # The distance to the depth surface, like f, is measured across the local plane (normal n*
+    # of the dominant Gaussian), not along the ray: |gap ⟨n*, ray step per unit depth⟩|.
+    across = (field.normal.detach() * per_depth[valid]).sum(-1).abs()
+    sdf = (field.ideal_sdf - gap[valid].abs() * across).abs().mean()
     normal = (field.normal - field.neighbour_normal).square().sum(-1).mean()
     return sdf, normal
 

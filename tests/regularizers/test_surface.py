@@ -131,6 +131,31 @@ def test_ideal_sdf_is_zero_on_a_plane_of_flat_splats_and_measures_a_displacement
     assert sdf_moved == pytest.approx(shift, rel=0.05)
 
 
+def test_estimated_sdf_is_measured_across_a_tilted_plane_and_leaves_the_depth_alone():
+    """A plane of flat splats tilted 40° to the view, moved along its normal by ``shift`` from
+    the plane the depth map shows: the term is the shift, not the depth gap shift / cos 40°; and
+    no gradient reaches the depth map (it is the target)."""
+    camera = frontal_camera()
+    theta = math.radians(40.0)
+    flat = plane_splats()
+    rot = torch.tensor([[1.0, 0, 0], [0, math.cos(theta), -math.sin(theta)],
+                        [0, math.sin(theta), math.cos(theta)]])
+    centre = torch.tensor([0.0, 0.0, PLANE_Z])
+    tilted = dict(flat, means=(flat["means"] - centre) @ rot.T + centre,
+                  quats=rotation_about_x(theta).repeat(len(flat["means"]), 1))
+    depth = rendered_depth(tilted, camera).requires_grad_()
+    shift = 0.05
+    moved = dict(tilted, means=tilted["means"] + shift * rot[:, 2])
+    sdf_moved, _ = terms(moved, depth, camera)
+    assert sdf_moved == pytest.approx(shift, rel=0.05)  # shift / cos 40° would be 1.31 × shift
+    g = torch.Generator().manual_seed(3)
+    owners = torch.randint(len(moved["means"]), (500,), generator=g)
+    sdf, _ = surface_terms(moved, nearest_neighbors(moved["means"], 16), owners,
+                           torch.randn(500, 3, generator=g), camera, depth, sample_std=1.5,
+                           depth_band=0.2)
+    assert not sdf.requires_grad and depth.grad is None
+
+
 def test_ideal_sdf_penalises_thick_splats():
     """Splats as thick as they are wide, on the plane: f counts in-plane offsets scaled by the
     (now large) smallest scale, which the depth map does not see."""
