@@ -20,9 +20,8 @@ higher). On 2026-12-03 they took the object scene's meshes without the regulariz
 
 --surface-schedule 0.3,0.45: the surface runs start the opacity entropy at 30 % of the steps and
 prune at 45 % (SuGaR's 7k/9k of 15k are 47 % / 60 %), giving the surface terms 550 of 1000 steps
-instead of 400. On the object scene that took the sugar mesh from 0.55 % to 0.42 %, but on spot
-the earlier prune left 677 Gaussians and 1.21 % (SuGaR's schedule: 0.75 %), so it is not the
-default.
+instead of 400. Before the fixes of 2026-12-03 it helped the object scene but left spot with 677
+Gaussians, so it is not the default.
 
 --sugar-levels 0.3,0.1 extracts one sugar mesh per density level (rows carry "level").
 
