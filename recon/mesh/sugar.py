@@ -85,11 +85,8 @@ def level_set_views(density: GaussianDensity, views: Sequence[View], radius: flo
     out = []
     for view in track(progress, views, "level-set depth"):
         cam = view.camera.scaled(1.0 / stride) if stride > 1 else view.camera
-        # The rendered pixel under each coarse pixel's centre.
-        src_r = np.minimum(((np.arange(cam.height) + 0.5) * view.depth.shape[0] / cam.height)
-                           .astype(int), view.depth.shape[0] - 1)
-        src_c = np.minimum(((np.arange(cam.width) + 0.5) * view.depth.shape[1] / cam.width)
-                           .astype(int), view.depth.shape[1] - 1)
+        src_r, src_c = (_nearest_source(n, m) for n, m in zip((cam.height, cam.width),
+                                                            view.depth.shape))
         rendered = view.depth[np.ix_(src_r, src_c)]
         depth = np.zeros_like(rendered)
         rows, cols = np.nonzero(rendered > 0)
@@ -107,6 +104,11 @@ def level_set_views(density: GaussianDensity, views: Sequence[View], radius: flo
         alpha = view.alpha[np.ix_(src_r, src_c)]
         out.append(View(cam, rgb, alpha, depth.astype(np.float32)))
     return out
+
+
+def _nearest_source(coarse: int, fine: int) -> np.ndarray:
+    """Index of the fine pixel under each of ``coarse`` pixel centres along one image axis."""
+    return np.minimum(((np.arange(coarse) + 0.5) * fine / coarse).astype(int), fine - 1)
 
 
 def _crossings(density: GaussianDensity, origin: np.ndarray, dirs: np.ndarray, depth: np.ndarray,

@@ -12,9 +12,9 @@ sampled from the visible Gaussians take over:
   estimated from the rendered depth D is the distance from p to the depth surface across that
   plane, f̂(p) = |D(π(p)) - z(p)| |⟨n*, dX/dz⟩| (dX/dz: the step along p's ray per unit of camera
   z; SuGaR takes the depth gap itself, which overstates f̂ by 1/cos of the viewing angle); the
-  term is mean |f - f̂| (divided by a tenth of the scene scale). A thick Gaussian makes f count in-plane offsets that
-  f̂ does not see, a translucent one makes f > 0 on the surface, overlapping ones make f too
-  small: all three are penalised.
+  term is mean |f - f̂| (divided by a tenth of the scene scale). A thick Gaussian makes f count
+  in-plane offsets that f̂ does not see, a translucent one makes f > 0 on the surface,
+  overlapping ones make f too small: all three are penalised.
 * **normal**: the normal (shortest axis) of g* should match the density-weighted normal of the
   neighbours, w_k ∝ o_k g_k(p) |⟨p-μ_k, n_k⟩| / s_k², which is the share of neighbour k in the
   density gradient along its own normal (each n_k is first signed to agree with n*). The

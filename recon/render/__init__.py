@@ -126,9 +126,8 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
         depth_map = torch.where(drawn, depth_map, zero)
         # The median primitive's plane (per primitive, not per vertex: V > 1 has no slopes).
         per_prim = planes[:, :, 0] if slopes is not None else fp.depths[..., None]
-        median = _plane_values(torch.stack(
-            [_gather_or_missing(per_prim[..., i].reshape(-1), median_flat, 0.0)
-             for i in range(per_prim.shape[-1])], -1), width, height)
+        median = _plane_values(_gather_or_missing(per_prim.flatten(0, 1), median_flat, 0.0),
+                               width, height)
     else:
         depth_map = median = torch.zeros_like(alpha)
     normal_map = image[..., -3:].permute(0, 3, 1, 2) if want_normals else None
@@ -235,10 +234,11 @@ def _sh_colors(degree: int, dirs: Tensor, coeffs: Tensor, native: bool) -> Tenso
 
 
 def _gather_or_missing(values: Tensor, index: Tensor, missing) -> Tensor:
-    """values[index] where index >= 0, else ``missing`` (also when ``values`` is empty)."""
-    padded = torch.cat([values, torch.full((1,), missing, dtype=values.dtype,
+    """Rows values[index] (values [M, ...]) where index >= 0, else ``missing`` (also when
+    ``values`` is empty)."""
+    padded = torch.cat([values, torch.full((1, *values.shape[1:]), missing, dtype=values.dtype,
                                            device=values.device)])
-    return padded[torch.where(index >= 0, index, padded.numel() - 1)]
+    return padded[torch.where(index >= 0, index, len(padded) - 1)]
 
 
 def _per_camera_vertex_features(features: Tensor, B: int, N: int, V: int) -> Tensor:
