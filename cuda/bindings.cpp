@@ -192,6 +192,59 @@ void check_project_cotangents(const ProjectOptions& o, const at::Tensor& means,
   }
 }
 
+ConvexProjectOptions check_convex_project_inputs(
+    const at::Tensor& points, const at::Tensor& log_delta, const at::Tensor& log_sigma,
+    const at::Tensor& opacity_logit, const at::Tensor& viewmats, const at::Tensor& Ks,
+    int64_t width, int64_t height, double near_plane) {
+  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3 && points.size(1) >= 3 &&
+                  points.size(1) <= CONVEX_MAX_POINTS,
+              "recon convex projection: points must be [N, K, 3] with 3 <= K <= ",
+              CONVEX_MAX_POINTS, ", got ", points.sizes());
+  TORCH_CHECK(points.scalar_type() == at::kFloat || points.scalar_type() == at::kDouble,
+              "recon convex projection: float32 or float64 tensors expected, got ",
+              points.scalar_type());
+  const int64_t N = points.size(0), K = points.size(1);
+  const int64_t B = viewmats.dim() == 3 ? viewmats.size(0) : -1;
+  auto expect = [&](const at::Tensor& t, std::vector<int64_t> shape, const char* name) {
+    TORCH_CHECK(t.sizes() == at::IntArrayRef(shape) && t.scalar_type() == points.scalar_type() &&
+                    t.device() == points.device() && t.is_contiguous(),
+                "recon convex projection: ", name, " must be a contiguous ", points.scalar_type(),
+                " tensor of shape ", at::IntArrayRef(shape), " on ", points.device(), ", got ",
+                t.scalar_type(), " ", t.sizes(), " on ", t.device());
+  };
+  expect(points, {N, K, 3}, "points");
+  expect(log_delta, {N}, "log_delta");
+  expect(log_sigma, {N}, "log_sigma");
+  expect(opacity_logit, {N}, "opacity_logit");
+  expect(viewmats, {B, 4, 4}, "viewmats");
+  expect(Ks, {B, 3, 3}, "Ks");
+  TORCH_CHECK(width > 0 && height > 0, "recon convex projection: image size must be positive");
+  TORCH_CHECK(B * N < (int64_t(1) << 31), "recon convex projection: too many convexes x cameras");
+  return ConvexProjectOptions{static_cast<int>(B), static_cast<int>(N), static_cast<int>(K),
+                              static_cast<int>(width), static_cast<int>(height), near_plane};
+}
+
+void check_convex_project_backward(const ConvexProjectOptions& o, const at::Tensor& points,
+                                   const at::Tensor& edges, const at::Tensor& v_params,
+                                   const at::Tensor& v_opacities, const at::Tensor& v_depths,
+                                   const at::Tensor& v_means2d) {
+  TORCH_CHECK(edges.sizes() == at::IntArrayRef({o.B, o.N, CONVEX_MAX_LINES}) &&
+                  edges.scalar_type() == at::kByte && edges.is_contiguous() &&
+                  edges.device() == points.device(),
+              "recon convex projection backward: edges must be the uint8 [B, N, ",
+              CONVEX_MAX_LINES, "] tensor forward returned, got ", edges.scalar_type(), " ",
+              edges.sizes());
+  const std::pair<const at::Tensor*, int64_t> cotangents[] = {
+      {&v_params, ConvexKernel::P}, {&v_opacities, 0}, {&v_depths, 0}, {&v_means2d, 2}};
+  for (const auto& [t, last] : cotangents) {
+    const std::vector<int64_t> shape =
+        last ? std::vector<int64_t>{o.B, o.N, last} : std::vector<int64_t>{o.B, o.N};
+    TORCH_CHECK(t->sizes() == at::IntArrayRef(shape) && t->is_contiguous() &&
+                    t->scalar_type() == points.scalar_type() && t->device() == points.device(),
+                "recon convex projection backward: cotangents must be contiguous tensors shaped "
+                "like the forward outputs, got ", t->sizes());
+  }
+}
 
 namespace {
 
@@ -338,6 +391,27 @@ ProjectGradients project_gaussians_bwd_cpu(
                           [](const auto& a) { cpu::project_gaussians_backward(a); });
 }
 
+ConvexProjectOutputs project_convexes_fwd_cpu(
+    const at::Tensor& points, const at::Tensor& log_delta, const at::Tensor& log_sigma,
+    const at::Tensor& opacity_logit, const at::Tensor& viewmats, const at::Tensor& Ks,
+    int64_t width, int64_t height, double near_plane) {
+  return convex_project_forward(points, log_delta, log_sigma, opacity_logit, viewmats, Ks, width,
+                                height, near_plane,
+                                [](const auto& a) { cpu::project_convexes_forward(a); });
+}
+
+ConvexProjectGradients project_convexes_bwd_cpu(
+    const at::Tensor& points, const at::Tensor& log_delta, const at::Tensor& log_sigma,
+    const at::Tensor& opacity_logit, const at::Tensor& viewmats, const at::Tensor& Ks,
+    const at::Tensor& edges, int64_t width, int64_t height, double near_plane,
+    const at::Tensor& v_params, const at::Tensor& v_opacities, const at::Tensor& v_depths,
+    const at::Tensor& v_means2d) {
+  return convex_project_backward(points, log_delta, log_sigma, opacity_logit, viewmats, Ks, edges,
+                                 width, height, near_plane, v_params, v_opacities, v_depths,
+                                 v_means2d,
+                                 [](const auto& a) { cpu::project_convexes_backward(a); });
+}
+
 }  // namespace
 }  // namespace recon
 
@@ -373,6 +447,18 @@ TORCH_LIBRARY(recon, m) {
       "float near_plane, float far_plane, float radius_clip, bool antialiased, "
       "Tensor v_means2d, Tensor v_conics, Tensor v_opacities, Tensor v_depths, Tensor v_normals) "
       "-> (Tensor v_means, Tensor v_quats, Tensor v_log_scales, Tensor v_opacity_logits)");
+  // Fused convex projection (recon.primitives.convexes.project is the reference). edges [B,N,8]
+  // uint8: the hull edge i*K+j behind each line slot (255: none), which backward replays.
+  m.def(
+      "project_convexes_fwd(Tensor points, Tensor log_delta, Tensor log_sigma, "
+      "Tensor opacity_logit, Tensor viewmats, Tensor Ks, int width, int height, float near_plane) "
+      "-> (Tensor params, Tensor opacities, Tensor depths, Tensor means2d, Tensor bounds, "
+      "Tensor radii, Tensor edges)");
+  m.def(
+      "project_convexes_bwd(Tensor points, Tensor log_delta, Tensor log_sigma, "
+      "Tensor opacity_logit, Tensor viewmats, Tensor Ks, Tensor edges, int width, int height, "
+      "float near_plane, Tensor v_params, Tensor v_opacities, Tensor v_depths, Tensor v_means2d) "
+      "-> (Tensor v_points, Tensor v_log_delta, Tensor v_log_sigma, Tensor v_opacity_logit)");
 }
 
 TORCH_LIBRARY_IMPL(recon, CPU, m) {
@@ -383,4 +469,6 @@ TORCH_LIBRARY_IMPL(recon, CPU, m) {
   m.impl("bin_tiles", &recon::bin_tiles_cpu);
   m.impl("project_gaussians_fwd", &recon::project_gaussians_fwd_cpu);
   m.impl("project_gaussians_bwd", &recon::project_gaussians_bwd_cpu);
+  m.impl("project_convexes_fwd", &recon::project_convexes_fwd_cpu);
+  m.impl("project_convexes_bwd", &recon::project_convexes_bwd_cpu);
 }

@@ -14,6 +14,7 @@
 
 #include "bindings.h"
 #include "gpu/binning.h"
+#include "gpu/convex_project.h"
 #include "gpu/project.h"
 #include "gpu/rasterize.h"
 #include "gpu/sh.h"
@@ -172,6 +173,35 @@ ProjectGradients project_gaussians_bwd_cuda(
   return grads;
 }
 
+ConvexProjectOutputs project_convexes_fwd_cuda(
+    const at::Tensor& points, const at::Tensor& log_delta, const at::Tensor& log_sigma,
+    const at::Tensor& opacity_logit, const at::Tensor& viewmats, const at::Tensor& Ks,
+    int64_t width, int64_t height, double near_plane) {
+  const c10::cuda::CUDAGuard guard(points.device());
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
+  auto out = convex_project_forward(
+      points, log_delta, log_sigma, opacity_logit, viewmats, Ks, width, height, near_plane,
+      [&](const auto& a) { gpu::project_convexes_forward(a, stream); });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+ConvexProjectGradients project_convexes_bwd_cuda(
+    const at::Tensor& points, const at::Tensor& log_delta, const at::Tensor& log_sigma,
+    const at::Tensor& opacity_logit, const at::Tensor& viewmats, const at::Tensor& Ks,
+    const at::Tensor& edges, int64_t width, int64_t height, double near_plane,
+    const at::Tensor& v_params, const at::Tensor& v_opacities, const at::Tensor& v_depths,
+    const at::Tensor& v_means2d) {
+  const c10::cuda::CUDAGuard guard(points.device());
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
+  auto grads = convex_project_backward(
+      points, log_delta, log_sigma, opacity_logit, viewmats, Ks, edges, width, height,
+      near_plane, v_params, v_opacities, v_depths, v_means2d,
+      [&](const auto& a) { gpu::project_convexes_backward(a, stream); });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return grads;
+}
+
 // Binning in four launches and one host sync (the intersection count sizes the arrays): tile
 // counts, their prefix sum, keys + primitive ids, a radix sort over the tile-id and depth bits
 // only (32 + bits of the largest camera·tile id), and the per-tile ranges.
@@ -234,4 +264,6 @@ TORCH_LIBRARY_IMPL(recon, CUDA, m) {
   m.impl("bin_tiles", &recon::bin_tiles_cuda);
   m.impl("project_gaussians_fwd", &recon::project_gaussians_fwd_cuda);
   m.impl("project_gaussians_bwd", &recon::project_gaussians_bwd_cuda);
+  m.impl("project_convexes_fwd", &recon::project_convexes_fwd_cuda);
+  m.impl("project_convexes_bwd", &recon::project_convexes_bwd_cuda);
 }

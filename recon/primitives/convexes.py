@@ -117,6 +117,32 @@ def project(convexes: Convexes, viewmats: Tensor, Ks: Tensor, width: int, height
     )
 
 
+def project_native(convexes: Convexes, viewmats: Tensor, Ks: Tensor, width: int, height: int, *,
+                   near_plane: float = 0.01) -> Footprints:
+    """:func:`project` in one fused native op per direction (OpenMP on the CPU, one CUDA kernel on
+    a GPU; ``cuda/include/convex_project.h``): the same footprints, boxes, input gradients and
+    means2d gradient. Calls the native op cannot serve get :func:`project`: cameras that need
+    gradients, dtypes other than float32/float64, other devices, and machines where the
+    extension cannot be built."""
+    points = convexes.points
+    if (viewmats.requires_grad or Ks.requires_grad or points.device.type not in ("cpu", "cuda")
+            or points.dtype not in (torch.float32, torch.float64)):
+        return project(convexes, viewmats, Ks, width, height, near_plane=near_plane)
+    from recon._ops.build import NativeBuildError
+    from recon._ops.convex_project import project_convexes
+
+    try:
+        p = project_convexes(points, convexes.log_delta, convexes.log_sigma,
+                             convexes.opacity_logit, viewmats, Ks, width, height,
+                             near_plane=near_plane)
+    except NativeBuildError:
+        return project(convexes, viewmats, Ks, width, height, near_plane=near_plane)
+    return Footprints(
+        kind=KIND_CONVEX, params=p.params, opacities=p.opacities, depths=p.depths,
+        bounds=p.bounds, means2d=p.means2d, radii=p.radii, normals=None, vertices=1,
+    )
+
+
 def hull_lines(q: Tensor, tol: float = HULL_TOLERANCE) -> tuple[Tensor, Tensor, Tensor]:
     """The 2D convex hull of point sets q [..., K, 2] as outward lines n·x + c (n unnormalised).
 
@@ -257,4 +283,4 @@ def kernel_torch(params: Tensor, px: Tensor, py: Tensor) -> tuple[Tensor, Tensor
     return k, torch.ones_like(k)[..., None]
 
 
-register(Convexes, KIND_CONVEX, project, kernel_torch)
+register(Convexes, KIND_CONVEX, project, kernel_torch, project_native)
