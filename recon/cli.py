@@ -130,7 +130,7 @@ class Eval:
         result = evaluate_run(self.run, step=self.step, backend=self.backend, force=self.force)
         report = write_report(self.run, force=True)
         print(f"step {result['step']}: test PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} "
-              f"over {len(result['per_image'])} images, {result['num_gaussians']} Gaussians")
+              f"over {len(result['per_image'])} images, {result['num_primitives']} {result['model']}")
         print(f"Wrote {Path(self.run) / 'eval.json'} and {report}")
 
 
@@ -156,7 +156,7 @@ class Export:
     """Overwrite an existing export."""
 
     def run_command(self) -> None:
-        from recon.export.splats import export_run
+        from recon.export import export_run
 
         path = export_run(self.run, format=self.format, out=self.out, step=self.step,
                           force=self.force, what=self.what, mesh_method=self.method)
@@ -283,7 +283,7 @@ class Render:
     """No progress bar."""
 
     def run_command(self) -> None:
-        from recon.render_video import render_camera_path
+        from recon.viewer.video import render_camera_path
 
         result = render_camera_path(self.run, self.path, self.out, mode=self.mode, fps=self.fps,
                                     seconds=self.seconds, width=self.width, height=self.height,

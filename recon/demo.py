@@ -16,7 +16,7 @@ def run_demo(out: Path, force: bool = True, steps: int | None = None) -> dict:
     from recon.errors import prepare_output_dir
     from recon.eval.evaluate import evaluate_run
     from recon.eval.report import write_report
-    from recon.export.splats import export_run
+    from recon.export import export_run
     from recon.scenes import render_scene
     from recon.train.config import PRESETS
     from recon.train.trainer import fit
@@ -36,7 +36,7 @@ def run_demo(out: Path, force: bool = True, steps: int | None = None) -> dict:
     report = write_report(run_dir, force=True)
     elapsed = time.perf_counter() - start
 
-    print(f"\nDemo finished in {elapsed:.0f} s: {config.steps} steps, {result['num_gaussians']} Gaussians, "
+    print(f"\nDemo finished in {elapsed:.0f} s: {config.steps} steps, {result['num_primitives']} Gaussians, "
           f"held-out PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} "
           f"({len(result['per_image'])} test views).")
     print(f"  dataset   {scene_dir}")
@@ -46,4 +46,4 @@ def run_demo(out: Path, force: bool = True, steps: int | None = None) -> dict:
     print("View the .ply or .splat in any 3DGS viewer (e.g. SuperSplat, antimatter15/splat); "
           "test renders beside ground truth are in the run's renders/ folder.")
     return {"psnr": result["psnr"], "ssim": result["ssim"], "seconds": elapsed,
-            "num_gaussians": result["num_gaussians"]}
+            "num_primitives": result["num_primitives"]}

@@ -6,11 +6,12 @@ The scene it draws is a :class:`SplatView` snapshot that can be replaced at any 
 publishes new ones); :func:`view` opens a run directory, a 3DGS ``.ply`` or a mesh and serves it
 until Ctrl-C (``recon view``).
 
-Two ways to draw splats, chosen in the GUI:
+Two ways to draw the model, chosen in the GUI:
 
 * "recon render" (the default): recon renders on the server (view-dependent colour, the render
   modes RGB / depth / normal / alpha) and streams JPEGs, coarse while the camera moves;
-* "browser splats": viser's WebGL splats (DC colour only) for fast orbiting on slow servers.
+* "browser": the browser draws it itself (DC colour only; viser's WebGL splats for Gaussians,
+  each convex's hull mesh for convexes) for fast orbiting on slow servers.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ import numpy as np
 from recon.cameras import Camera, Similarity
 from recon.viewer.paths import CameraPath, CameraPathError, Keyframe, scene_up
 from recon.viewer.render_loop import ClientRenderLoop, RenderSettings
-from recon.viewer.scene import add_mesh, add_splats, add_training_cameras, camera_scale, thumbnail
+from recon.viewer.scene import add_mesh, add_model, add_training_cameras, camera_scale, thumbnail
 from recon.viewer.server import (DEFAULT_HOST, DEFAULT_PORT, ViewerError, start_server,
                                  wait_for_interrupt)
 from recon.viewer.views import RENDER_MODES, SplatView
 
 DRAW_SERVER = "recon render"
-DRAW_BROWSER = "browser splats"
+DRAW_BROWSER = "browser"
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".stl", ".off")
 
 
@@ -161,7 +162,7 @@ class Viewer:
             self.draw_mode = gui.add_dropdown("Draw", (DRAW_SERVER, DRAW_BROWSER),
                                               initial_value=DRAW_SERVER,
                                               hint="recon render: exact colours and render modes, "
-                                                   "rendered here; browser splats: fast orbiting")
+                                                   "rendered here; browser: fast orbiting")
             self.render_mode = gui.add_dropdown("Render mode", RENDER_MODES, initial_value="rgb")
             self.max_side = gui.add_slider("Max resolution", 128, 2048, 64, 1024)
         self.draw_mode.on_update(lambda _: self._draw_mode_changed())
@@ -203,7 +204,7 @@ class Viewer:
         if view is None or not self._browser_stale:
             return
         self._browser_stale = False
-        self._splat_handle = add_splats(self.server.scene, view.splats,
+        self._splat_handle = add_model(self.server.scene, view,
                                         visible=self.draw_mode.value == DRAW_BROWSER)
 
     # -- camera path recorder -----------------------------------------------------------------
@@ -271,14 +272,17 @@ def open_viewer(target: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_P
         raise ViewerError(f"Cannot view {target}: expected a run directory, a 3DGS .ply or a "
                           f"mesh ({', '.join(MESH_SUFFIXES)}).")
     if target.suffix.lower() == ".ply" and _is_splat_ply(target):
-        from recon.export.splats import read_ply
+        from recon.models.gaussians import GaussianModel
+        from recon.models.splat_files import read_ply
         from recon.render.sh import MAX_DEGREE, num_bases
+        from recon.train.config import FitConfig
 
         splats = read_ply(target)
         k = splats["shN"].shape[1] + 1
         degree = next(d for d in range(MAX_DEGREE + 1) if num_bases(d) == k)
         viewer = Viewer.start(host, port, paths_dir=target.parent, quiet=quiet)
-        viewer.set_view(SplatView(splats, degree, backend=_cpu_or_auto(backend)))
+        model = GaussianModel(FitConfig(data=target), scene_scale=1.0)  # default projection
+        viewer.set_view(SplatView(model, splats, degree, backend=_cpu_or_auto(backend)))
         _aim_at(viewer, splats["means"].numpy())
         return viewer
     viewer = Viewer.start(host, port, paths_dir=target.parent, quiet=quiet)
@@ -288,7 +292,7 @@ def open_viewer(target: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_P
 
 def _open_run(run_dir: Path, host: str, port: int, step: int | None, backend: str,
               quiet: bool) -> Viewer:
-    from recon.eval.evaluate import load_run
+    from recon.run import load_run
     from recon.train.checkpoint import list_checkpoints
 
     if not list_checkpoints(run_dir):
@@ -296,12 +300,12 @@ def _open_run(run_dir: Path, host: str, port: int, step: int | None, backend: st
                           "directory written by `recon fit`, a 3DGS .ply or a mesh file.")
     run = load_run(run_dir, step)
     viewer = Viewer.start(host, port, paths_dir=run_dir / "camera_paths", quiet=quiet)
-    dataset = run["dataset"]
+    dataset = run.dataset
     train = dataset.indices("train") or list(range(len(dataset)))
     viewer.show_cameras([dataset.cameras[i] for i in train], lambda i: dataset.image(train[i]))
-    background = (1.0,) * 3 if run["background"] == "white" else (0.0,) * 3
-    viewer.set_view(SplatView(run["splats"], run["sh_degree"], background=background,
-                              backend=_cpu_or_auto(backend), **run["render_options"]))
+    background = (1.0,) * 3 if run.background == "white" else (0.0,) * 3
+    viewer.set_view(SplatView(run.model, run.params, run.sh_degree, background=background,
+                              backend=_cpu_or_auto(backend)))
     for mesh in sorted((run_dir / "export").glob("*")):
         if mesh.suffix.lower() in MESH_SUFFIXES and not _is_splat_ply(mesh):
             viewer.show_mesh(mesh, dataset.normalization)  # exports are in the input frame
@@ -323,7 +327,7 @@ def _is_splat_ply(path: Path) -> bool:
 
 
 def _look_at_point(cameras: list[Camera]) -> np.ndarray:
-    from recon.train.splats import viewed_region
+    from recon.models.points import viewed_region
 
     return viewed_region(cameras)[0]
 

@@ -188,7 +188,7 @@ def orbit_path(cameras: list[Camera], *, fps: float = 30.0, seconds: float = 6.0
                num_keyframes: int = 24) -> CameraPath:
     """A level circle around the point the cameras look at, at their mean distance and height,
     with their median field of view; it starts at the first camera's azimuth and loops."""
-    from recon.train.splats import viewed_region
+    from recon.models.points import viewed_region
 
     center, _ = viewed_region(cameras)
     up = scene_up(cameras)

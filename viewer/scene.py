@@ -1,18 +1,16 @@
-"""Putting recon's things into a viser scene: splats, training cameras, meshes.
+"""Putting recon's things into a viser scene: a model, training cameras, meshes.
 
 Everything is in the viewer's world frame: a run's normalised frame (the frame its cameras and
-splats live in), or a file's own frame when a file is viewed on its own. viser uses OpenCV camera
+model live in), or a file's own frame when a file is viewed on its own. viser uses OpenCV camera
 axes like recon, so poses go over unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from recon.cameras import Camera, Similarity
 from recon.viewer.paths import Keyframe
@@ -21,25 +19,14 @@ THUMBNAIL_SIZE = 96
 """Longer side of the photo shown inside each frustum (small: one JPEG per training image)."""
 
 
-def browser_splats(splats: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
-    """The arrays viser's Gaussian splats take: centres [N,3], covariances R S² Rᵀ [N,3,3], DC
-    colours [N,3] in [0,1] (the browser has no SH: the server-side render shows those), and
-    opacities [N,1]."""
-    from recon.primitives.gaussians import covariances
-    from recon.train.splats import sh0_to_rgb
-
-    with torch.no_grad():
-        cov = covariances(splats["quats"].float(), splats["scales"].float().exp())
-        rgb = sh0_to_rgb(splats["sh0"][:, 0, :].float()).clamp(0.0, 1.0)
-        alpha = torch.sigmoid(splats["opacities"].float())[:, None]
-    return {"centers": splats["means"].detach().float().cpu().numpy(),
-            "covariances": cov.cpu().numpy(), "rgbs": rgb.cpu().numpy(),
-            "opacities": alpha.cpu().numpy()}
-
-
-def add_splats(scene, splats: Mapping[str, Tensor], name: str = "/splats", visible: bool = True):
-    """Add (or replace) the browser-drawn splats; returns the viser handle."""
-    return scene.add_gaussian_splats(name, **browser_splats(splats), visible=visible)
+def add_model(scene, view, name: str = "/model", visible: bool = True):
+    """Add (or replace) what the browser draws of a :class:`SplatView`'s model (its
+    ``Model.browser_view``: viser's Gaussian splats, or a mesh such as convexes' hulls); returns
+    the viser handle."""
+    drawable = view.model.browser_view(view.params)
+    if isinstance(drawable, dict):
+        return scene.add_gaussian_splats(name, **drawable, visible=visible)
+    return scene.add_mesh_trimesh(name, drawable, visible=visible)
 
 
 def add_training_cameras(scene, cameras: list[Camera], images: Callable[[int], np.ndarray],
@@ -107,5 +94,5 @@ def camera_scale(cameras: list[Camera]) -> float:
     return 0.05 * spread if spread > 0 else 0.05
 
 
-__all__ = ["THUMBNAIL_SIZE", "add_mesh", "add_splats", "add_training_cameras", "browser_splats",
-           "camera_scale", "thumbnail"]
+__all__ = ["THUMBNAIL_SIZE", "add_mesh", "add_model", "add_training_cameras", "camera_scale",
+           "thumbnail"]

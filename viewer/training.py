@@ -45,7 +45,7 @@ class TrainingPanel:
             self.stats = gui.add_markdown(_stats_markdown(trainer, None))
             self.pause_button = gui.add_button("Pause")
             self.save_button = gui.add_button("Save checkpoint")
-            self.export_button = gui.add_button("Export splats")
+            self.export_button = gui.add_button("Export model")
             self.status = gui.add_markdown("")
         self.pause_button.on_click(lambda _: self.toggle_pause())
         self.save_button.on_click(lambda _: self.request("save"))
@@ -116,7 +116,7 @@ class TrainingPanel:
                 path = trainer.save_checkpoint()
                 self.status.content = f"Saved checkpoint `{path}`."
             elif action == "export":
-                from recon.export.splats import export_run
+                from recon.export import export_run
 
                 trainer.save_checkpoint()
                 self.last_export = export_run(trainer.run_dir, format="ply", force=True)
@@ -150,17 +150,16 @@ class _ResumeOnStop:
 
 
 def snapshot(trainer, background: tuple[float, float, float]) -> SplatView:
-    """A copy of the trainer's splats as they are now (the optimiser changes them in place)."""
+    """A copy of the trainer's model as it is now (the optimiser changes it in place)."""
     config = trainer.config
-    splats = {k: v.detach().clone() for k, v in trainer.splats.items()}
-    return SplatView(splats, trainer.sh_degree, background=background, eps2d=config.eps2d,
-                     antialiased=config.antialiased,
+    params = {k: v.detach().clone() for k, v in trainer.params.items()}
+    return SplatView(trainer.model, params, trainer.sh_degree, background=background,
                      backend="auto" if config.backend == "gsplat" else config.backend)
 
 
 def _stats_markdown(trainer, record: dict | None) -> str:
     lines = [f"**Step** {trainer.step} / {trainer.config.steps}",
-             f"**Gaussians** {len(trainer.splats['means']):,}",
+             f"**{trainer.model.noun.capitalize()}** {trainer.count:,}",
              f"**Time** {trainer.elapsed:.1f} s"]
     if record is not None:
         lines[1:1] = [f"**Loss** {record['loss']:.4f}", f"**PSNR** {record['psnr']:.2f} dB"]

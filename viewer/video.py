@@ -29,7 +29,7 @@ def render_camera_path(run_dir: Path, path: str | Path, out: Path, *, mode: str 
     import imageio.v2 as imageio
     import torch
 
-    from recon.eval.evaluate import load_run
+    from recon.run import load_run
     from recon.train.backends import training_device
     from recon.viewer.paths import CameraPath, orbit_path, training_path
     from recon.viewer.views import RENDER_MODES, SplatView
@@ -45,7 +45,7 @@ def render_camera_path(run_dir: Path, path: str | Path, out: Path, *, mode: str 
             raise OutputExistsError(f"{existing} already exists. Pass --force to replace it, "
                                     "or choose another --out.")
     run = load_run(run_dir, step)
-    dataset = run["dataset"]
+    dataset = run.dataset
     train_cameras = [dataset.cameras[i] for i in dataset.indices("train")] or dataset.cameras
     if str(path) == "orbit":
         camera_path = orbit_path(train_cameras)
@@ -60,9 +60,9 @@ def render_camera_path(run_dir: Path, path: str | Path, out: Path, *, mode: str 
     h = _even(height if height is not None else train_cameras[0].height)
 
     device = training_device(backend)
-    background = (1.0,) * 3 if run["background"] == "white" else (0.0,) * 3
-    view = SplatView({k: v.to(device) for k, v in run["splats"].items()}, run["sh_degree"],
-                     background=background, backend=backend, **run["render_options"])
+    background = (1.0,) * 3 if run.background == "white" else (0.0,) * 3
+    view = SplatView(run.model, run.params_on(device), run.sh_degree, background=background,
+                     backend=backend)
     poses = camera_path.frames()
     if frames_dir.exists():
         for old in frames_dir.glob("frame_*.png"):

@@ -1,4 +1,4 @@
-"""What the viewer and `recon render` draw: a set of splats rendered by recon into an image.
+"""What the viewer and `recon render` draw: a fitted model rendered by recon into an image.
 
 :class:`SplatView` holds one snapshot of Gaussian splats (CPU or training-device tensors, never
 the optimiser's live parameters: the trainer updates those in place) and renders it in one of
@@ -21,45 +21,43 @@ import torch
 from torch import Tensor
 
 from recon.cameras import Camera
+from recon.models.base import Model
 
 RENDER_MODES = ("rgb", "depth", "normal", "alpha")
 
 
 @dataclass
 class SplatView:
-    """A snapshot of splats and how to draw them."""
+    """A snapshot of a model's parameters and how to draw them."""
 
-    splats: Mapping[str, Tensor]
-    """gsplat-layout tensors: means, quats, scales, opacities, sh0, shN."""
+    model: Model
+    """The ``recon.models.base.Model`` the parameters belong to."""
+    params: Mapping[str, Tensor]
     sh_degree: int
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    eps2d: float = 0.3
-    antialiased: bool = False
     backend: str = "auto"
 
     @property
-    def num_gaussians(self) -> int:
-        return int(self.splats["means"].shape[0])
+    def count(self) -> int:
+        return self.model.count(self.params)
 
     def render(self, camera: Camera, mode: str = "rgb") -> np.ndarray:
         """uint8 [H, W, 3] image of the splats seen by ``camera`` in render mode ``mode``."""
         from recon.errors import ReconError
         from recon.render import render
-        from recon.render.sh import num_bases
-        from recon.train.splats import to_gaussians
 
         if mode not in RENDER_MODES:
             raise ReconError(f"Unknown render mode {mode!r}; choose one of "
                              f"{', '.join(RENDER_MODES)}.")
-        s = self.splats
-        colors = torch.cat([s["sh0"], s["shN"][:, :num_bases(self.sh_degree) - 1]], 1)
-        background = torch.tensor(self.background, dtype=s["means"].dtype,
-                                  device=s["means"].device)
+        model, params = self.model, self.params
+        primitives = model.primitives(params)
+        colors = model.colors(params, self.sh_degree)
+        background = torch.tensor(self.background, dtype=colors.dtype, device=colors.device)
         with torch.no_grad():
-            out = render(to_gaussians(s), camera, colors, background=background,
+            out = render(primitives, camera, colors, background=background,
                          backend=self.backend, sh_degree=self.sh_degree,
                          depth=mode == "depth", normals=mode == "normal",
-                         eps2d=self.eps2d, antialiased=self.antialiased)
+                         **model.render_options())
         if mode == "rgb":
             image = out.features.permute(1, 2, 0)
         elif mode == "alpha":

@@ -1,13 +1,14 @@
 """`recon eval RUN`: render the test split of a fitted run and score it with PSNR and SSIM.
 
-Writes ``RUN/eval.json`` ({"step", "num_gaussians", "psnr", "ssim", "per_image": [...]}, the
-means being over the test images) and ``RUN/renders/test_XXXX.png`` (render | ground truth side
+Writes ``RUN/eval.json`` ({"step", "model", "num_primitives", "psnr", "ssim", "per_image":
+[...]}, the means being over the test images; runs evaluated before models existed wrote
+"num_gaussians") and ``RUN/renders/test_XXXX.png`` (render | ground truth side
 by side, XXXX = the image's index in the dataset).
 
-The test images are seen exactly as in training: the dataset is reloaded from the checkpoint's
-``data_path`` and ``data_config`` (so the same resolution and normalised frame), images with
-alpha are composited over the run's background colour, and the splats are rendered with the
-active SH degree and projection options of the checkpoint. A run trained on random backgrounds
+The test images are seen exactly as in training: the run is opened with ``recon.run.load_run``
+(the same resolution and normalised frame), images with alpha are composited over the run's
+background colour, and the model is rendered with the active SH degree and projection options of
+the checkpoint. A run trained on random backgrounds
 is scored over white, the usual choice for synthetic scenes. Rendered colours are clamped to
 [0, 1] before scoring (as gsplat's evaluation does).
 """
@@ -21,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recon.cameras import Similarity
 from recon.errors import OutputExistsError, ReconError
 
 EVAL_FILE = "eval.json"
@@ -37,25 +37,25 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
     Refuses to replace an existing ``eval.json`` unless ``force``. Returns what it wrote to
     ``eval.json``.
     """
-    from recon.eval.metrics import psnr, ssim
+    from recon.metrics import psnr, ssim
+    from recon.run import load_run
     from recon.train.backends import renderer, training_device
-    from recon.train.splats import sh_coefficients
 
     run_dir = Path(run_dir)
     out_file = run_dir / EVAL_FILE
     if out_file.exists() and not force:
         raise OutputExistsError(f"{out_file} already exists. Pass --force to evaluate again.")
     run = load_run(run_dir, step)
-    dataset, background = run["dataset"], run["background"]
+    dataset, background = run.dataset, run.background
     test = dataset.indices("test")
     if not test:
-        raise ReconError(f"The dataset at {run['data_path']} has no test images, so there is "
+        raise ReconError(f"The dataset at {run.data_path} has no test images, so there is "
                          "nothing to evaluate. Fit with a test split "
                          "(e.g. --data-options.test-every 8).")
     device = training_device(backend)
-    draw = renderer(backend, **run["render_options"])
-    splats = {k: v.to(device) for k, v in run["splats"].items()}
-    colors = sh_coefficients(splats)
+    draw = renderer(backend, run.model)
+    params = run.params_on(device)
+    colors = run.model.colors(params, run.sh_degree)
     bg = torch.tensor([1.0 if background == "white" else 0.0] * 3, device=device)
 
     renders = run_dir / RENDERS_DIR
@@ -65,7 +65,7 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
     per_image = []
     for i in test:
         with torch.no_grad():
-            pred = draw(splats, dataset.cameras[i], colors, run["sh_degree"], bg,
+            pred = draw(params, dataset.cameras[i], colors, run.sh_degree, bg,
                         absgrad=False).features.clamp(0.0, 1.0)
         gt = _ground_truth(dataset.image(i), background, device)
         png = renders / f"test_{i:04d}.png"
@@ -76,44 +76,15 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
             "render": png.relative_to(run_dir).as_posix(),
         })
     result = {
-        "step": run["step"],
-        "num_gaussians": int(run["splats"]["means"].shape[0]),
+        "step": run.step,
+        "model": run.model.name,
+        "num_primitives": run.count,
         "psnr": float(np.mean([r["psnr"] for r in per_image])),
         "ssim": float(np.mean([r["ssim"] for r in per_image])),
         "per_image": per_image,
     }
     out_file.write_text(json.dumps(result, indent=2) + "\n")
     return result
-
-
-def load_run(run_dir: Path, step: int | None = None) -> dict:
-    """What evaluating a run's checkpoint needs: its splats and render settings, and its data.
-
-    Keys: step, splats (CPU tensors), sh_degree (active), data_path, dataset (reloaded, lazily
-    decoded), background ("white"/"black") and render_options (renderer keyword arguments).
-    """
-    from recon.data import DataConfig, load_dataset
-    from recon.train.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(run_dir, step)
-    known = {f.name for f in fields(DataConfig)}
-    data_config = DataConfig(**{k: v for k, v in ckpt["data_config"].items() if k in known})
-    dataset = load_dataset(Path(ckpt["data_path"]), data_config)
-    normalization = Similarity.from_dict(ckpt["normalization"])
-    if not _same_similarity(normalization, dataset.normalization):
-        raise ReconError(f"The dataset at {ckpt['data_path']} no longer matches the run in "
-                         f"{run_dir} (its scene normalisation changed: the cameras were edited). "
-                         "Evaluate against the data the run was fitted on, or fit again.")
-    config = ckpt["config"]
-    return {
-        "step": int(ckpt["step"]),
-        "splats": {k: v.detach().cpu() for k, v in ckpt["splats"].items()},
-        "sh_degree": int(ckpt["sh_degree"]),
-        "data_path": ckpt["data_path"],
-        "dataset": dataset,
-        "background": data_config.background if data_config.background != "random" else "white",
-        "render_options": {"eps2d": config["eps2d"], "antialiased": config["antialiased"]},
-    }
 
 
 def _ground_truth(image: np.ndarray, background: str, device) -> torch.Tensor:
@@ -133,9 +104,4 @@ def _save_side_by_side(path: Path, pred: torch.Tensor, gt: torch.Tensor) -> None
     Image.fromarray(np.rint(both * 255.0).clip(0, 255).astype(np.uint8)).save(path)
 
 
-def _same_similarity(a: Similarity, b: Similarity, tol: float = 1e-6) -> bool:
-    """Equal up to the rounding of a JSON/YAML round trip."""
-    return bool(np.allclose(a.matrix(), b.matrix(), rtol=tol, atol=tol * max(1.0, a.scale)))
-
-
-__all__ = ["EVAL_FILE", "RENDERS_DIR", "evaluate_run", "load_run"]
+__all__ = ["EVAL_FILE", "RENDERS_DIR", "evaluate_run"]

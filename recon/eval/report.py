@@ -1,6 +1,6 @@
 """``RUN/report.md``: a one-page summary of a fitted run.
 
-A table of the numbers (steps, Gaussians, test PSNR/SSIM, training time), a grid of test renders
+A table of the numbers (steps, primitives, test PSNR/SSIM, training time), a grid of test renders
 beside their ground truth, and the training loss and PSNR against the step. The images go to
 ``RUN/report/`` and are linked relatively, so the folder can be moved or zipped as a whole.
 """
@@ -29,6 +29,7 @@ def write_report(run_dir: Path, force: bool = False) -> Path:
     replace an existing report unless ``force``.
     """
     from recon.eval.evaluate import EVAL_FILE, evaluate_run
+    from recon.run import primitive_count
 
     run_dir = Path(run_dir)
     path = run_dir / REPORT_FILE
@@ -47,7 +48,8 @@ def write_report(run_dir: Path, force: bool = False) -> Path:
             (("Data", "data"), ("Strategy", "strategy"), ("SH degree", "max_sh_degree"))
             if key in config]
     rows += [("Steps", f"{evaluation['step']:,}"),
-            ("Gaussians", f"{evaluation['num_gaussians']:,}"),
+            (str(config.get("model", "gaussians")).capitalize(),
+             f"{primitive_count(evaluation):,}"),
             ("Test PSNR", f"{evaluation['psnr']:.2f} dB"),
             ("Test SSIM", f"{evaluation['ssim']:.4f}"),
             ("Test images", str(len(evaluation["per_image"])))]

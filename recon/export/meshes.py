@@ -1,12 +1,12 @@
 """Mesh exports of a run: the mesh ``recon extract-mesh`` wrote, converted to .ply/.obj/.glb.
 
-``recon export RUN --format F`` covers splats and meshes in one place. What it exports is
-chosen by ``--what``:
+``recon export RUN --format F`` covers the model's own files and meshes in one place. What it
+exports is chosen by ``--what``:
 
-* ``auto`` (default): ``ply`` and ``splat`` export the splats (the 3DGS ``.ply`` every splat
-  viewer reads), ``glb`` and ``obj`` export the mesh;
+* ``auto`` (default): the formats the model exports itself (``Model.export_formats``: ply and
+  splat for Gaussians, ply/glb/obj for convexes) export the model, the others the mesh;
 * ``mesh``: the extracted mesh in any of ``ply``/``obj``/``glb``;
-* ``splats``: the splats (``ply``/``splat`` only).
+* ``splats``: the model's own file (splats, convexes, ...).
 
 A mesh export converts ``RUN/export/mesh_<method>.ply`` (already in the input's world frame) and
 never extracts: extraction takes minutes and has its own settings, so it stays the job of
@@ -23,23 +23,24 @@ from recon.mesh.extract import METHODS, default_mesh_path
 from recon.mesh.io import MESH_FORMATS
 
 WHAT = ("auto", "splats", "mesh")
-SPLAT_FORMATS = ("ply", "splat")
 
 
-def wants_mesh(format: str, what: str = "auto") -> bool:
-    """Whether ``recon export --format format --what what`` exports the mesh (else the splats);
-    a clear error for combinations that name no file type."""
+def wants_mesh(format: str, what: str, model) -> bool:
+    """Whether ``recon export --format format --what what`` exports the mesh (else the model,
+    a ``recon.models.base.Model`` class); a clear error for combinations that name no file
+    type."""
+    own = model.export_formats
     if what not in WHAT:
         raise ReconError(f"Unknown --what {what!r}; choose one of {', '.join(WHAT)}.")
-    known = sorted(set(SPLAT_FORMATS) | set(MESH_FORMATS))
+    known = sorted(set(own) | set(MESH_FORMATS))
     if format not in known:
         raise ReconError(f"Unknown export format {format!r}; choose one of {', '.join(known)}.")
-    if what == "splats" and format not in SPLAT_FORMATS:
-        raise ReconError(f"Splats export as {' or '.join(SPLAT_FORMATS)}, not {format}; "
+    if what == "splats" and format not in own:
+        raise ReconError(f"{model.noun.capitalize()} export as {' or '.join(own)}, not {format}; "
                          f"for a .{format} mesh use --what mesh.")
     if what == "mesh" and format not in MESH_FORMATS:
         raise ReconError(f"Meshes export as {', '.join(MESH_FORMATS)}, not {format}.")
-    return what == "mesh" or (what == "auto" and format not in SPLAT_FORMATS)
+    return what == "mesh" or (what == "auto" and format not in own)
 
 
 def export_mesh(run_dir: Path, format: str = "glb", out: Path | None = None,
@@ -78,4 +79,4 @@ def _extracted_mesh(run_dir: Path, method: str | None) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
-__all__ = ["SPLAT_FORMATS", "WHAT", "export_mesh", "wants_mesh"]
+__all__ = ["WHAT", "export_mesh", "wants_mesh"]

@@ -2,8 +2,8 @@
 geometry metrics.
 
 * ``options``  - torch-free settings of each extraction method (the CLI parses them cheaply);
-* ``density``  - the Gaussian mixture's density field and its gradient, evaluated in chunks;
-* ``sugar``    - level-set points along training rays -> screened Poisson surface;
+* ``sugar``    - level-set points along training rays (of a model's density field, e.g.
+  ``recon.models.density`` for Gaussians) -> screened Poisson surface;
 * ``tsdf``     - TSDF fusion of rendered depth and colour;
 * ``extract``  - ``recon extract-mesh``: load a run, render its views, extract, map to the input
   world frame, write;

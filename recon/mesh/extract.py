@@ -1,6 +1,9 @@
 """``recon extract-mesh RUN --method sugar|tsdf``: a fitted run's surface as a coloured mesh.
 
-The run's Gaussians live in recon's normalised frame; the views are rendered and the mesh is
+Both methods start from what the run's model renders (colour, opacity, depth); ``sugar`` and
+``tsdf --tsdf.depth level`` also sample the model's density field (``Model.density``), which only
+Gaussians have: for other models ``sugar`` stops with a clear message and ``tsdf`` fuses the
+rendered depth. The run's model lives in recon's normalised frame; the views are rendered and the mesh is
 extracted there, then mapped back to the input's world frame with the inverse of the dataset's
 normalisation (a similarity, so the mesh keeps its shape and winding) before it is written —
 the frame of the input cameras and of the ``mesh.ply`` that ``recon scene`` writes.
@@ -22,7 +25,7 @@ RENDER_BACKENDS = ("auto", "cpu", "cuda", "torch")
 
 def default_mesh_path(run_dir: Path, method: str) -> Path:
     """Where ``recon extract-mesh`` writes by default: ``RUN/export/mesh_<method>.ply``."""
-    from recon.export.splats import EXPORT_DIR
+    from recon.run import EXPORT_DIR
 
     return Path(run_dir) / EXPORT_DIR / f"mesh_{method}.ply"
 
@@ -38,9 +41,9 @@ def extract_run_mesh(run_dir: Path, method: str = "sugar", out: Path | None = No
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
         TimeElapsedColumn
 
-    from recon.eval.evaluate import load_run
     from recon.mesh.io import MESH_FORMATS, save_mesh
     from recon.mesh.views import render_views, surface_sphere
+    from recon.run import load_run
     from recon.train.backends import training_device
 
     if method not in METHODS:
@@ -62,19 +65,22 @@ def extract_run_mesh(run_dir: Path, method: str = "sugar", out: Path | None = No
         raise ReconError(f"Run directory {run_dir} does not exist. Give a folder written by "
                          "`recon fit`.")
     run = load_run(run_dir, step)
-    dataset = run["dataset"]
-    cameras = [dataset.cameras[i] for i in (dataset.indices("train") or range(len(dataset)))]
+    model, dataset = run.model, run.dataset
     device = training_device(backend)
-    splats = {k: v.to(device) for k, v in run["splats"].items()}
+    params = run.params_on(device)
+    density = (model.density(params, sugar.neighbors)
+               if method == "sugar" or tsdf.depth == "level" else None)
+    if method == "sugar" and density is None:
+        raise ReconError(f"--method sugar samples the density field of Gaussians, and this run "
+                         f"fitted {model.noun}, which have none. Use --method tsdf (it fuses "
+                         "the rendered depth).")
+    cameras = [dataset.cameras[i] for i in (dataset.indices("train") or range(len(dataset)))]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True), disable=quiet) as progress:
-        views = render_views(splats, cameras, run["sh_degree"], backend, view.alpha_min,
-                             view.depth, progress, **run["render_options"])
+        views = render_views(model.primitives(params), model.colors(params, run.sh_degree),
+                             cameras, run.sh_degree, backend, view.alpha_min, view.depth,
+                             progress, **model.render_options())
         center, radius = surface_sphere(views, seed=seed)
-        from recon.mesh.density import GaussianDensity
-
-        density = (GaussianDensity.from_splats(splats, sugar.neighbors)
-                   if method == "sugar" or tsdf.depth == "level" else None)
         if method == "sugar":
             from recon.mesh.sugar import extract_sugar
 

@@ -3,7 +3,7 @@
 1. Foreground pixels of the training views are drawn at random (``rays`` in all). Along each
    pixel's ray, ``samples_per_ray`` points span the rendered depth ± ``search_width`` × the scene
    radius.
-2. The Gaussian density (:mod:`recon.mesh.density`) is evaluated at the samples; the first place
+2. The Gaussian density (:mod:`recon.models.density`) is evaluated at the samples; the first place
    where it rises through the level λ is a surface point: the two samples around it are bisected
    a few times, then interpolated linearly. Rays that never cross λ (a semi-transparent region)
    give none.
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from recon.errors import ReconError
-from recon.mesh.density import GaussianDensity, outward_normals
+from recon.models.density import GaussianDensity, outward_normals
 from recon.mesh.options import SugarOptions
 from recon.mesh.views import View, pixel_rays, track
 

@@ -30,23 +30,22 @@ class View:
     depth: np.ndarray
 
 
-def render_views(splats, cameras: Sequence[Camera], sh_degree: int, backend: str = "auto",
-                 alpha_min: float = 0.5, depth: Literal["median", "expected"] = "median",
-                 progress=None,
+def render_views(primitives, colors, cameras: Sequence[Camera], sh_degree: int,
+                 backend: str = "auto", alpha_min: float = 0.5,
+                 depth: Literal["median", "expected"] = "median", progress=None,
                  **render_options) -> list[View]:
-    """Render colour, opacity and depth of ``splats`` (gsplat layout) into ``cameras``.
+    """Render colour, opacity and depth of ``primitives`` (any renderable set; ``colors`` its SH
+    coefficients) into ``cameras``.
 
     Colours are rendered over black and divided by alpha, so pixels keep their surface colour
     whatever background the run was fitted on.
     """
     from recon.render import render
-    from recon.train.splats import sh_coefficients, to_gaussians
 
-    gaussians, colors = to_gaussians(splats), sh_coefficients(splats)
     views = []
     for cam in track(progress, cameras, "rendering views"):
         with torch.no_grad():
-            out = render(gaussians, cam, colors, background=None, backend=backend,
+            out = render(primitives, cam, colors, background=None, backend=backend,
                          sh_degree=sh_degree, depth=True, normals=False, **render_options)
         alpha = out.alpha.cpu().numpy()
         rgb = out.features.permute(1, 2, 0).cpu().numpy() / np.maximum(alpha, 1e-6)[..., None]

@@ -38,12 +38,6 @@ class GaussianDensity:
         self.neighbors = max(1, min(int(neighbors), len(self.means)))
         self._tree = cKDTree(self.means.double().cpu().numpy())
 
-    @staticmethod
-    def from_splats(splats, neighbors: int = DEFAULT_NEIGHBORS) -> GaussianDensity:
-        """From a run's splats (gsplat layout: log-scales, opacity logits)."""
-        return GaussianDensity(splats["means"], splats["quats"], splats["scales"],
-                               torch.sigmoid(splats["opacities"]), neighbors)
-
     def __call__(self, points: Tensor, gradient: bool = True) -> tuple[Tensor, Tensor | None]:
         """Density [M] at ``points`` [M,3] and, with ``gradient``, ∇d [M,3]."""
         points = points.to(self.means)

@@ -1,4 +1,5 @@
-"""Gaussian splat files: the standard 3DGS ``.ply`` and antimatter15's ``.splat``.
+"""Gaussian splat files (the Gaussian model's exports): the standard 3DGS ``.ply`` and
+antimatter15's ``.splat``.
 
 Both are written in the input's world frame: recon fits in a normalised frame, and the dataset's
 ``normalization`` (input -> normalised) is undone with its inverse, a similarity
@@ -33,11 +34,10 @@ import torch
 from torch import Tensor
 
 from recon.cameras import Similarity, rotation_is_valid
-from recon.errors import OutputExistsError, ReconError
-from recon.render.sh import MAX_DEGREE, num_bases, sh_bases
-from recon.train.splats import PARAMETER_NAMES, sh0_to_rgb
+from recon.errors import ReconError
+from recon.models.gaussians import PARAMETER_NAMES
+from recon.render.sh import MAX_DEGREE, num_bases, sh0_to_rgb, sh_bases
 
-EXPORT_DIR = "export"
 SPLAT_ROW = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4),
                       ("rot", "u1", 4)])
 
@@ -213,35 +213,6 @@ def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
                         aw * bz + ax * by - ay * bx + az * bw], -1)
 
 
-def export_run(run_dir: Path, format: str = "ply", out: Path | None = None, step: int | None = None,
-               force: bool = False, what: str = "auto", mesh_method: str | None = None) -> Path:
-    """Export the splats of a run's checkpoint (the newest unless ``step``) in the input's world
-    frame, to ``out`` or ``RUN/export/splats.<format>``; refuses to overwrite unless ``force``.
-
-    SH bands above the checkpoint's active degree are written as zeros, so viewers that evaluate
-    every band in the file see exactly what the run renders. Mesh formats (and ``what="mesh"``)
-    export the run's extracted mesh instead, see :mod:`recon.export.meshes`.
-    """
-    from recon.export.meshes import export_mesh, wants_mesh
-    from recon.train.checkpoint import load_checkpoint
-
-    if wants_mesh(format, what):
-        return export_mesh(run_dir, format, out, method=mesh_method, force=force)
-    writers = {"ply": write_ply, "splat": write_splat}
-    if format not in writers:
-        raise ReconError(f"Unknown export format {format!r}; choose one of {', '.join(writers)}.")
-    path = Path(out) if out is not None else Path(run_dir) / EXPORT_DIR / f"splats.{format}"
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} already exists. Pass --force to overwrite it, or choose "
-                                "another --out.")
-    ckpt = load_checkpoint(run_dir, step)
-    splats = {k: v.detach().cpu() for k, v in ckpt["splats"].items()}
-    active = num_bases(int(ckpt["sh_degree"])) - 1
-    splats["shN"] = splats["shN"].clone()
-    splats["shN"][:, active:] = 0.0
-    return writers[format](path, splats, Similarity.from_dict(ckpt["normalization"]))
-
-
 def _to_input_frame(normalization: Similarity | None) -> Similarity:
     return Similarity() if normalization is None else normalization.inverse()
 
@@ -255,6 +226,6 @@ def _to_bytes(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
-__all__ = ["EXPORT_DIR", "SPLAT_ROW", "export_run", "ply_property_names", "quat_multiply",
+__all__ = ["SPLAT_ROW", "ply_property_names", "quat_multiply",
            "read_ply", "read_splat", "rotate_sh", "rotation_to_quat", "transform_splats",
            "write_ply", "write_splat"]

@@ -43,7 +43,7 @@ from recon.regularizers.base import Regularizer, RunContext, StepContext
 from recon.regularizers.matches import sift_matches, triangulate
 from recon.regularizers.options import CoherenceOptions
 from recon.render.sh import num_bases
-from recon.train.splats import rgb_to_sh0
+from recon.render.sh import rgb_to_sh0
 
 CODE_DOWNSAMPLE = 8
 """The latent code is 1/8 of the Gaussian grid; three ×2 upsampling stages bring it back."""

@@ -21,6 +21,16 @@ C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.37317633259
 MAX_DEGREE = 3
 
 
+def rgb_to_sh0(rgb: Tensor) -> Tensor:
+    """DC coefficient whose rendered colour (C0·c + 0.5) equals ``rgb`` in [0, 1]."""
+    return (rgb - 0.5) / C0
+
+
+def sh0_to_rgb(sh0: Tensor) -> Tensor:
+    """The colour (C0·c + 0.5) a DC coefficient renders."""
+    return sh0 * C0 + 0.5
+
+
 def num_bases(degree: int) -> int:
     return (degree + 1) ** 2
 

@@ -7,12 +7,14 @@ names a strategy):
 * ``check_sanity(params, optimizers)``: refuse a parameter set the strategy cannot edit;
 * ``step_pre_backward(params, optimizers, state, step, info)``: called after render, before
   ``loss.backward()``;
-* ``step_post_backward(params, optimizers, state, step, info, lr=None)``: called after backward
-  (and after the optimizers' step), where densification, pruning, relocation and noise happen.
+* ``step_post_backward(params, optimizers, state, step, info, model, lr=None)``: called after
+  backward (and after the optimizers' step), where densification, pruning, relocation and noise
+  happen.
 
-``params`` is the ``torch.nn.ParameterDict`` of ``recon.train.splats``; ``optimizers`` maps each of
-its keys to the Adam that owns that one parameter; ``info`` is the ``RenderResult`` of the step.
-Edits replace the entries of ``params`` and move the Adam moments along (see ``ops``).
+``params`` is a model's row set (``recon.models.base``); ``optimizers`` maps each of its keys to
+the Adam that owns that one parameter; ``info`` is the ``RenderResult`` of the step; ``model`` the
+``Model`` whose moves (split, relocated copies, noise) the strategy makes. Edits replace the
+entries of ``params`` and move the Adam moments along (see ``ops``, the generic row edits).
 
 This module imports no torch, so configs that embed strategies stay importable by the CLI.
 """
@@ -26,10 +28,10 @@ from recon.errors import ReconError
 if TYPE_CHECKING:
     import torch
 
+    from recon.models.base import Model
     from recon.render import RenderResult
 
-REQUIRED_PARAMETERS = ("means", "quats", "scales", "opacities")
-"""Keys every strategy reads; any other per-Gaussian keys (sh0, shN, ...) are carried along."""
+OPACITY = "opacities"  # recon.models.base.OPACITY (this module imports no torch)
 
 
 class Strategy:
@@ -41,19 +43,18 @@ class Strategy:
 
     def check_sanity(self, params: torch.nn.ParameterDict,
                      optimizers: dict[str, torch.optim.Optimizer]) -> None:
-        """Every parameter needs its own optimizer holding exactly it, and one row per Gaussian."""
-        missing = [k for k in REQUIRED_PARAMETERS if k not in params]
-        if missing:
-            raise ReconError(f"The splat parameters lack {', '.join(missing)}; a strategy needs "
-                             f"{', '.join(REQUIRED_PARAMETERS)} (see recon.train.splats).")
-        n = len(params["means"])
+        """Every parameter needs its own optimizer holding exactly it, and one row per primitive."""
+        if OPACITY not in params:
+            raise ReconError(f"The parameters lack {OPACITY!r}; every model stores its opacity "
+                             "logits there (see recon.models.base).")
+        n = len(params[OPACITY])
         for name, p in params.items():
             if p.shape[0] != n:
                 raise ReconError(f"Parameter {name!r} has {p.shape[0]} rows but there are {n} "
-                                 "Gaussians; every parameter needs one row per Gaussian.")
+                                 "primitives; every parameter needs one row per primitive.")
             if name not in optimizers:
                 raise ReconError(f"No optimizer for parameter {name!r}; give each parameter its "
-                                 "own optimizer (recon.train.splats.create_optimizers).")
+                                 "own optimizer (recon.models.base.create_optimizers).")
             held = [q for group in optimizers[name].param_groups for q in group["params"]]
             if len(held) != 1 or held[0] is not p:
                 raise ReconError(f"The optimizer for {name!r} must hold exactly that parameter "
@@ -68,8 +69,8 @@ class Strategy:
 
     def step_post_backward(self, params: torch.nn.ParameterDict,
                            optimizers: dict[str, torch.optim.Optimizer], state: dict, step: int,
-                           info: RenderResult, lr: float | None = None) -> None:
+                           info: RenderResult, model: Model, lr: float | None = None) -> None:
         raise NotImplementedError
 
 
-__all__ = ["REQUIRED_PARAMETERS", "Strategy"]
+__all__ = ["Strategy"]

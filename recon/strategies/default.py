@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from recon.errors import ReconError
-from recon.strategies.base import Strategy
+from recon.strategies.base import OPACITY, Strategy
 
 if TYPE_CHECKING:
     import torch
 
+    from recon.models.base import Model
     from recon.render import RenderResult
 
 
@@ -64,7 +65,7 @@ class DefaultStrategy(Strategy):
 
     def step_post_backward(self, params: torch.nn.ParameterDict,
                            optimizers: dict[str, torch.optim.Optimizer], state: dict, step: int,
-                           info: RenderResult, lr: float | None = None) -> None:
+                           info: RenderResult, model: Model, lr: float | None = None) -> None:
         """Accumulate the gradient statistic; refine every ``refine_every`` steps in the window;
         reset opacities every ``reset_every`` steps. ``lr`` is unused (MCMC needs it)."""
         from recon.strategies import ops
@@ -74,8 +75,8 @@ class DefaultStrategy(Strategy):
         self._accumulate(params, state, info)
         if (step > self.refine_start_iter and step % self.refine_every == 0
                 and step % self.reset_every >= self.pause_refine_after_reset):
-            self._grow(params, optimizers, state, step)
-            self._prune(params, optimizers, state, step)
+            self._grow(params, optimizers, state, step, model)
+            self._prune(params, optimizers, state, step, model)
             for key in ("grad2d", "count", "radii"):
                 state[key].zero_()
         if step % self.reset_every == 0 and step > 0:
@@ -86,9 +87,11 @@ class DefaultStrategy(Strategy):
         × H/2) and by the number of cameras (the loss averages over them), to its running sum."""
         import torch
 
-        n = len(params["means"])
+        from recon.strategies import ops
+
+        n = ops.num_rows(params)
         if state["grad2d"] is None:
-            device = params["means"].device
+            device = params[OPACITY].device
             for key in ("grad2d", "count", "radii"):
                 state[key] = torch.zeros(n, device=device)
         if self.absgrad:
@@ -116,7 +119,7 @@ class DefaultStrategy(Strategy):
             state["radii"].scatter_reduce_(0, ids, frac, reduce="amax")
 
     def _grow(self, params: torch.nn.ParameterDict, optimizers: dict[str, torch.optim.Optimizer],
-              state: dict, step: int) -> tuple[int, int]:
+              state: dict, step: int, model: Model) -> tuple[int, int]:
         """Clone small and split large Gaussians whose mean gradient is high. Returns (cloned,
         split)."""
         import torch
@@ -125,29 +128,27 @@ class DefaultStrategy(Strategy):
 
         mean_grad = state["grad2d"] / state["count"].clamp_min(1.0)
         high = mean_grad > self.grow_grad2d
-        small = (params["scales"].detach().exp().amax(-1)
-                 <= self.grow_scale3d * state["scene_scale"])
+        small = model.sizes(params) <= self.grow_scale3d * state["scene_scale"]
         to_split = high & ~small
         if step < self.refine_scale2d_stop_iter:
             to_split |= state["radii"] > self.grow_scale2d
         n_cloned = ops.duplicate(params, optimizers, high & small, state)
         # Clones are appended after the originals, and are never split in the same round.
         to_split = torch.cat([to_split, to_split.new_zeros(n_cloned)])
-        n_split = ops.split(params, optimizers, to_split, revised_opacity=self.revised_opacity,
-                            state=state)
+        n_split = ops.split(params, optimizers, to_split, model,
+                            revised_opacity=self.revised_opacity, state=state)
         return n_cloned, n_split
 
     def _prune(self, params: torch.nn.ParameterDict, optimizers: dict[str, torch.optim.Optimizer],
-               state: dict, step: int) -> int:
+               state: dict, step: int, model: Model) -> int:
         """Remove transparent Gaussians and, after the first reset, oversized ones."""
         import torch
 
         from recon.strategies import ops
 
-        prune = torch.sigmoid(params["opacities"].detach()) < self.prune_opa
+        prune = torch.sigmoid(params[OPACITY].detach()) < self.prune_opa
         if step > self.reset_every:
-            too_big = (params["scales"].detach().exp().amax(-1)
-                       > self.prune_scale3d * state["scene_scale"])
+            too_big = model.sizes(params) > self.prune_scale3d * state["scene_scale"]
             if step < self.refine_scale2d_stop_iter:
                 too_big |= state["radii"] > self.prune_scale2d
             prune |= too_big

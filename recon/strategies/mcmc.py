@@ -1,10 +1,11 @@
 """3DGS-MCMC: the splats are samples of a distribution, moved by noisy gradient steps (SGLD).
 
-There is no clone/split/prune. Every ``refine_every`` steps in the window, dead Gaussians (opacity
-≤ ``min_opacity``) are relocated onto live ones sampled ∝ opacity, with opacity and scale corrected
-so the copies render like the original (``ops.relocation_correction``), and the set grows by 5 %
-up to ``cap_max`` the same way. After every step the means get position noise shaped by each
-covariance and gated to transparent splats. The opacity and scale L1 terms that make unhelpful
+There is no clone/split/prune. Every ``refine_every`` steps in the window, dead rows (opacity
+≤ ``min_opacity``) are relocated onto live ones sampled ∝ opacity, with the values the model
+corrects so the copies render like the original (``Model.relocation_overrides``: opacity and
+scale for Gaussians), and the set grows by 5 % up to ``cap_max`` the same way. After every step
+the positions get the model's noise (for Gaussians shaped by each covariance and gated to
+transparent splats). Every model that is a row set can use it. The opacity and scale L1 terms that make unhelpful
 splats fade (and so get relocated) are part of the loss: see :meth:`MCMCStrategy.regularization`.
 
 torch is imported inside the methods so this settings class stays importable without it.
@@ -15,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from recon.strategies.base import Strategy
+from recon.strategies.base import OPACITY, Strategy
 
 if TYPE_CHECKING:
     import torch
 
+    from recon.models.base import Model
     from recon.render import RenderResult
 
 GROWTH_DIVISOR = 20
@@ -48,13 +50,13 @@ class MCMCStrategy(Strategy):
     scale_reg: float = 0.01
     """Weight of the scale L1 term, mean(exp(log scales)); added with :meth:`regularization`."""
 
-    def regularization(self, params: torch.nn.ParameterDict) -> torch.Tensor:
-        """opacity_reg · mean(opacity) + scale_reg · mean(scale): the term the trainer adds to
-        the photometric loss (opacities and scales are positive, so these are L1 norms)."""
+    def regularization(self, params: torch.nn.ParameterDict, model: Model) -> torch.Tensor:
+        """opacity_reg · mean(opacity) + scale_reg · the model's mean size: the term the trainer
+        adds to the photometric loss (opacities and sizes are positive, so these are L1 norms)."""
         import torch
 
-        return (self.opacity_reg * torch.sigmoid(params["opacities"]).mean()
-                + self.scale_reg * params["scales"].exp().mean())
+        return (self.opacity_reg * torch.sigmoid(params[OPACITY]).mean()
+                + self.scale_reg * model.scale_penalty(params))
 
     def step_pre_backward(self, params: torch.nn.ParameterDict,
                           optimizers: dict[str, torch.optim.Optimizer], state: dict, step: int,
@@ -63,22 +65,22 @@ class MCMCStrategy(Strategy):
 
     def step_post_backward(self, params: torch.nn.ParameterDict,
                            optimizers: dict[str, torch.optim.Optimizer], state: dict, step: int,
-                           info: RenderResult, lr: float | None = None) -> None:
-        """Relocate and grow on refinement steps, then add position noise. ``lr`` is the means'
-        current learning rate; None reads it from ``optimizers["means"]``."""
+                           info: RenderResult, model: Model, lr: float | None = None) -> None:
+        """Relocate and grow on refinement steps, then add position noise. ``lr`` is the
+        positions' current learning rate; None reads it from their optimizer."""
         import torch
 
         from recon.strategies import ops
 
         if (self.refine_start_iter < step < self.refine_stop_iter
                 and step % self.refine_every == 0):
-            dead = torch.sigmoid(params["opacities"].detach()) <= self.min_opacity
-            ops.relocate(params, optimizers, dead, self.min_opacity)
-            ops.sample_add(params, optimizers, self.growth(len(params["means"])),
+            dead = torch.sigmoid(params[OPACITY].detach()) <= self.min_opacity
+            ops.relocate(params, optimizers, dead, model, self.min_opacity)
+            ops.sample_add(params, optimizers, self.growth(ops.num_rows(params)), model,
                            self.min_opacity)
         if lr is None:
-            lr = optimizers["means"].param_groups[0]["lr"]
-        ops.inject_noise(params, lr * self.noise_lr)
+            lr = optimizers[model.position].param_groups[0]["lr"]
+        ops.inject_noise(params, model, lr * self.noise_lr)
 
     def growth(self, count: int) -> int:
         """How many Gaussians one growth step adds to ``count``: 5 %, never beyond ``cap_max``."""

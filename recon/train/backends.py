@@ -14,7 +14,6 @@ from torch import Tensor
 from recon.cameras import Camera, cameras_to_tensors
 from recon.errors import ReconError
 from recon.render import RenderResult, render
-from recon.train.splats import to_gaussians
 
 
 class BackendError(ReconError):
@@ -22,7 +21,7 @@ class BackendError(ReconError):
 
 
 RenderFn = Callable[..., RenderResult]
-"""(splats, camera, colors, sh_degree, background, absgrad, depth=False) -> RenderResult;
+"""(params, camera, colors, sh_degree, background, absgrad, depth=False) -> RenderResult;
 ``colors`` are the SH coefficients [N, K, 3] of the active bands; ``depth`` asks for the
 expected-depth map (regularizers need it)."""
 
@@ -46,31 +45,35 @@ def training_device(backend: str) -> torch.device:
     return torch.device("cuda")
 
 
-def renderer(backend: str, *, eps2d: float, antialiased: bool) -> RenderFn:
-    """The per-step render function of ``backend`` (after :func:`training_device` accepted it)."""
+def renderer(backend: str, model) -> RenderFn:
+    """The per-step render function of ``backend`` (after :func:`training_device` accepted it)
+    for ``model`` (a ``recon.models.base.Model``: its primitives and projection options)."""
     if backend == "gsplat":
-        return _gsplat_renderer(eps2d, antialiased)
-    recon_backend = "auto" if backend == "auto" else backend
+        if model.name != "gaussians":
+            raise BackendError(f"--backend gsplat renders Gaussians only, not {model.name}; use "
+                               "--backend auto (or cpu / cuda).")
+        return _gsplat_renderer(model.primitives, **model.render_options())
+    options = model.render_options()
 
-    def draw(splats, camera: Camera, colors: Tensor, sh_degree: int, background: Tensor,
+    def draw(params, camera: Camera, colors: Tensor, sh_degree: int, background: Tensor,
              absgrad: bool, depth: bool = False) -> RenderResult:
-        return render(to_gaussians(splats), camera, colors, background=background,
-                      backend=recon_backend, sh_degree=sh_degree, depth=depth, normals=False,
-                      absgrad=absgrad, eps2d=eps2d, antialiased=antialiased)
+        return render(model.primitives(params), camera, colors, background=background,
+                      backend=backend, sh_degree=sh_degree, depth=depth, normals=False,
+                      absgrad=absgrad, **options)
 
     return draw
 
 
-def _gsplat_renderer(eps2d: float, antialiased: bool) -> RenderFn:
+def _gsplat_renderer(primitives, eps2d: float, antialiased: bool) -> RenderFn:
     from gsplat import rasterization
 
-    def draw(splats, camera: Camera, colors: Tensor, sh_degree: int, background: Tensor,
+    def draw(params, camera: Camera, colors: Tensor, sh_degree: int, background: Tensor,
              absgrad: bool, depth: bool = False) -> RenderResult:
-        device = splats["means"].device
+        g = primitives(params)
+        device = g.means.device
         viewmats, Ks = cameras_to_tensors([camera], device)
         image, alpha, meta = rasterization(
-            splats["means"], splats["quats"], torch.exp(splats["scales"]),
-            torch.sigmoid(splats["opacities"]), colors, viewmats, Ks, camera.width,
+            g.means, g.quats, g.scales, g.opacities, colors, viewmats, Ks, camera.width,
             camera.height, eps2d=eps2d, sh_degree=sh_degree, packed=False,
             backgrounds=background[None], absgrad=absgrad,
             render_mode="RGB+ED" if depth else "RGB",

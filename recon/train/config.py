@@ -17,11 +17,13 @@ from typing import Any, Literal
 import tyro
 
 from recon.errors import ReconError
+from recon.models.options import ConvexOptions
 from recon.regularizers import CoherenceOptions, RegName, SurfaceOptions
 from recon.strategies import DefaultStrategy, MCMCStrategy
 
 Backend = Literal["auto", "cpu", "cuda", "torch", "gsplat"]
 StrategyName = Literal["default", "mcmc"]
+ModelName = Literal["gaussians", "convexes"]  # recon.models.MODEL_NAMES
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class DataOptions:
 
 @dataclass(frozen=True)
 class InitOptions:
-    """Where the Gaussians start."""
+    """Where the model starts (scale and opacity: the Gaussians')."""
 
     source: Literal["auto", "sfm", "random"] = "auto"
     """auto: the dataset's sparse points when it has any, else random; sfm: require points."""
@@ -66,7 +68,8 @@ class InitOptions:
 
 @dataclass(frozen=True)
 class OptimOptions:
-    """Adam learning rates, one optimizer per parameter (gsplat's values)."""
+    """Adam settings; the learning rates are the Gaussians' (one optimizer per parameter,
+    gsplat's values)."""
 
     means_lr: float = 1.6e-4
     """Position learning rate, multiplied by the scene scale."""
@@ -90,14 +93,14 @@ class OptimOptions:
 
 @dataclass(frozen=True)
 class FitConfig:
-    """Fit Gaussian splats to posed images (or to a folder of photos, posed by SfM first)."""
+    """Fit a scene model to posed images (or to a folder of photos, posed by SfM first)."""
 
     data: tyro.conf.Positional[Path]
     """A dataset any recon loader reads, or a folder of photos (SfM runs once, into RUN/sfm)."""
     out: Path = Path("runs/fit")
     """Run directory (config.yaml, checkpoints/, metrics.jsonl, ...)."""
-    model: Literal["gaussians"] = "gaussians"
-    """Scene representation."""
+    model: ModelName = "gaussians"
+    """Scene representation: gaussians (3DGS splats) or convexes (3D Convex Splatting)."""
     steps: int = 7000
     """Number of optimisation steps (one random training image each)."""
     seed: int = 0
@@ -106,7 +109,8 @@ class FitConfig:
     """Renderer: auto (cuda on a GPU, else cpu), cpu / cuda (recon's kernels), torch (dense
     reference, tiny images only), gsplat (gsplat's CUDA rasterizer; needs a CUDA GPU)."""
     strategy: StrategyName = "default"
-    """Densification policy: default (3DGS clone/split/prune) or mcmc (relocation, capped)."""
+    """Densification policy: default (the model's own: 3DGS clone/split/prune, 3DCS split into
+    K) or mcmc (relocation, capped)."""
     default_strategy: DefaultStrategy = field(default_factory=DefaultStrategy)
     """Settings of --strategy default."""
     mcmc: MCMCStrategy = field(default_factory=MCMCStrategy)
@@ -115,6 +119,8 @@ class FitConfig:
     """Extra regularizer: surface (SuGaR alignment, for meshing; stops the strategy when its
     entropy phase starts), coherence (per-pixel Gaussians for 2-8 views; replaces the strategy
     and the initialisation), or none."""
+    convexes: ConvexOptions = field(default_factory=ConvexOptions)
+    """Settings of --model convexes (initialisation, learning rates, 3DCS densification)."""
     surface: SurfaceOptions = field(default_factory=SurfaceOptions)
     """Settings of --reg surface."""
     coherence: CoherenceOptions = field(default_factory=CoherenceOptions)
@@ -152,9 +158,13 @@ class FitConfig:
     viewer_port: int = 8080
     """Viewer port (the next free one when it is busy)."""
 
-    def build_strategy(self) -> DefaultStrategy | MCMCStrategy:
-        """A fresh strategy object with the selected strategy's settings."""
-        chosen = self.mcmc if self.strategy == "mcmc" else self.default_strategy
+    def build_strategy(self):
+        """A fresh strategy object with the selected strategy's settings (``default`` is the
+        model's own densification)."""
+        if self.strategy == "mcmc":
+            chosen = self.mcmc
+        else:
+            chosen = self.convexes.densify if self.model == "convexes" else self.default_strategy
         return dataclasses.replace(chosen)
 
     def reg_options(self) -> SurfaceOptions | CoherenceOptions | None:
@@ -195,6 +205,11 @@ class FitConfig:
         for ok, message in checks:
             if not ok:
                 raise ReconError(message)
+        from recon.models import model_class
+
+        model_class(self.model).check_supported(self.strategy, self.reg)
+        if self.model == "convexes":
+            self.convexes.validate()
         if self.reg_options() is not None:
             self.reg_options().validate()
 
@@ -261,5 +276,5 @@ def _build(cls, data: dict):
     return cls(**kwargs)
 
 
-__all__ = ["Backend", "DataOptions", "FitConfig", "InitOptions", "OptimOptions", "PRESETS",
-           "StrategyName", "from_dict", "to_dict"]
+__all__ = ["Backend", "DataOptions", "FitConfig", "InitOptions", "ModelName", "OptimOptions",
+           "PRESETS", "StrategyName", "from_dict", "to_dict"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from recon.eval.metrics import ssim
+from recon.metrics import ssim
 
 
 def photometric_loss(image: Tensor, target: Tensor, ssim_lambda: float) -> Tensor:

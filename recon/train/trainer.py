@@ -1,15 +1,16 @@
-"""`recon fit`: optimise Gaussian splats against posed images, in a resumable run directory.
+"""`recon fit`: optimise a scene model against posed images, in a resumable run directory.
 
-Per step: one training image (epochs in a seeded random order), render with the active SH
-degree, loss (1 - λ)·L1 + λ·(1 - SSIM) (+ the MCMC opacity/scale terms, + the ``--reg``
-regularizer's term), the strategy's hooks around backward (while the regularizer lets it run),
-one Adam step per parameter, then the regularizer's edits (``recon.regularizers.base``).
+The trainer knows the model only through ``recon.models.base.Model``. Per step: one training
+image (epochs in a seeded random order), render the model's primitives with the active SH degree,
+loss (1 - λ)·L1 + λ·(1 - SSIM) (+ the model's own term, + the MCMC opacity/scale terms, + the
+``--reg`` regularizer's term), the strategy's hooks around backward (while the regularizer lets
+it run), one Adam step per parameter at the model's learning rates, then the regularizer's edits
+(``recon.regularizers.base``).
 Everything random comes from seeded generators whose states go into every checkpoint, and every
 schedule is a function of the step, so a resumed run repeats an uninterrupted one bit for bit on
 the CPU.
 
-Run directory: ``config.yaml`` (the resolved config), ``checkpoints/step_XXXXXX.pt``,
-``metrics.jsonl``, and ``sfm/`` when the input was a plain folder of photos.
+The run directory's layout is described in ``recon.run``, which also reopens it (``--resume``).
 """
 
 from __future__ import annotations
@@ -26,23 +27,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recon.data import DataConfig, Dataset, detect_format, load_dataset
+from recon.data import Dataset, detect_format, load_dataset
 from recon.data.dataset import list_images
 from recon.errors import DatasetError, ReconError, prepare_output_dir
+from recon.models import build_model
+from recon.models.base import create_optimizers
+from recon.models.points import initial_points
 from recon.regularizers import build_regularizer
 from recon.regularizers.base import RunContext, StepContext
-from recon.render.sh import num_bases
+from recon.run import CONFIG_FILE, METRICS_FILE, SFM_DIR, load_run
 from recon.train import checkpoint as ckpt
 from recon.train.backends import finish_backward, renderer, training_device
-from recon.train.config import FitConfig, from_dict, to_dict
+from recon.train.config import FitConfig, to_dict
 from recon.train.losses import photometric_loss
-from recon.train.schedules import active_sh_degree, exponential_decay
-from recon.train.splats import (create_optimizers, create_splats, random_points, sh_coefficients,
-                                viewed_region)
-
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
-SFM_DIR = "sfm"
+from recon.train.schedules import active_sh_degree
 
 
 class NonFiniteError(ReconError):
@@ -74,9 +72,10 @@ class Trainer:
         self.dataset = dataset
         self.data_path = Path(data_path)
         self.device = training_device(config.backend)
-        self.draw = renderer(config.backend, eps2d=config.eps2d, antialiased=config.antialiased)
         self.strategy = config.build_strategy()
         self.scene_scale = config.optim.scene_scale_factor * dataset.scene_radius()
+        self.model = build_model(config, self.scene_scale)
+        self.draw = renderer(config.backend, self.model)
         self.generator = torch.Generator()
         self._load_images()
         self.regularizer = build_regularizer(config.reg, config.reg_options(), RunContext(
@@ -89,14 +88,14 @@ class Trainer:
             self.generator.manual_seed(config.seed)
             self.step = 0
             self.elapsed = 0.0
-            splats = self.regularizer.initial_splats()
-            self.splats = splats if splats is not None else self._initial_splats()
-            self.optimizers = create_optimizers(self.splats, self._learning_rates(0),
+            params = self.regularizer.initial_splats()
+            self.params = params if params is not None else self._initial_params()
+            self.optimizers = create_optimizers(self.params, self.model.learning_rates(0),
                                                 eps=config.optim.eps)
             self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
         else:
             self._restore(state)
-        self.strategy.check_sanity(self.splats, self.optimizers)
+        self.strategy.check_sanity(self.params, self.optimizers)
         # Called after every step as listener(trainer, record), record = the metrics line when
         # one was logged this step, else None. They run in the training thread, so they may
         # read or save state, and a viewer pauses training by blocking in its listener.
@@ -116,13 +115,10 @@ class Trainer:
         training_device(config.backend)  # a missing GPU fails before anything is written
         run_dir = Path(config.out)
         if config.resume:
-            state = ckpt.load_checkpoint(run_dir)
-            saved = from_dict(state["config"])
-            config = dataclasses.replace(saved, resume=True, force=False, quiet=config.quiet)
-            data_path = Path(state["data_path"])
-            dataset = load_dataset(data_path, DataConfig(**state["data_config"]))
-            _truncate_metrics(run_dir / METRICS_FILE, state["step"])
-            return cls(config, run_dir, dataset, data_path, state)
+            run = load_run(run_dir)
+            config = dataclasses.replace(run.config, resume=True, force=False, quiet=config.quiet)
+            _truncate_metrics(run_dir / METRICS_FILE, run.step)
+            return cls(config, run_dir, run.dataset, run.data_path, run.checkpoint)
 
         is_photo_folder = _is_photo_folder(Path(config.data))
         run_dir = prepare_output_dir(run_dir, config.force)
@@ -138,23 +134,10 @@ class Trainer:
         dataset = load_dataset(data_path, config.data_options.to_data_config())
         return cls(config, run_dir, dataset, data_path)
 
-    def _initial_splats(self) -> torch.nn.ParameterDict:
-        cfg, ds = self.config, self.dataset
-        has_points = ds.points is not None and len(ds.points) > 0
-        if cfg.init.source == "sfm" and not has_points:
-            raise DatasetError(f"--init.source sfm, but the dataset at {self.data_path} has no "
-                               "sparse points. Use --init.source random (or auto).")
-        if has_points and cfg.init.source != "random":
-            points = ds.points
-            colors = (ds.point_colors / 255.0 if ds.point_colors is not None
-                      else np.full((len(points), 3), 0.5))
-        else:
-            center, half = viewed_region([ds.cameras[i] for i in self.train_indices])
-            points, colors = random_points(cfg.init.num_random, center,
-                                           half * cfg.init.random_extent, self.generator)
-        return create_splats(points, colors, max_sh_degree=cfg.max_sh_degree,
-                             init_scale=cfg.init_scale(), init_opacity=cfg.init_opacity(),
-                             generator=self.generator, device=self.device)
+    def _initial_params(self) -> torch.nn.ParameterDict:
+        points, colors = initial_points(self.dataset, self.cameras, self.config.init,
+                                        self.data_path, self.generator)
+        return self.model.initialize(points, colors, self.generator, self.device, self.cameras)
 
     def _load_images(self) -> None:
         """Training images as one uint8 [N, C, H, W] tensor on the device (C = 3, or 4 with
@@ -181,27 +164,16 @@ class Trainer:
 
     # -- one step -----------------------------------------------------------------------------
 
-    def _learning_rates(self, step: int) -> dict[str, float]:
-        o = self.config.optim
-        return {"means": self.means_lr(step), "quats": o.quats_lr, "scales": o.scales_lr,
-                "opacities": o.opacities_lr, "sh0": o.sh0_lr, "shN": o.shN_lr}
-
-    def means_lr(self, step: int) -> float:
-        o = self.config.optim
-        return exponential_decay(o.means_lr * self.scene_scale, o.means_lr_final, step,
-                                 self.config.steps)
-
     @property
     def sh_degree(self) -> int:
         """The SH degree of the current step."""
         return active_sh_degree(self.step, self.config.sh_degree_interval,
                                 self.config.max_sh_degree)
 
-    def colors(self, sh_degree: int) -> Tensor:
-        """The SH coefficients of the active bands (the unused bands cost nothing)."""
-        if sh_degree == 0:
-            return self.splats["sh0"]
-        return torch.cat([self.splats["sh0"], self.splats["shN"][:, :num_bases(sh_degree) - 1]], 1)
+    @property
+    def count(self) -> int:
+        """The model's number of primitives now."""
+        return self.model.count(self.params)
 
     def _image_index(self, step: int) -> int:
         """Epochs over the training images, each in a random order that is a function of
@@ -232,20 +204,25 @@ class Trainer:
                           else torch.rand(3, generator=self.generator).to(self.device))
             target = self._target(index, background)
             sh_degree = self.sh_degree
-            means_lr = self.means_lr(step)
-            for group in self.optimizers["means"].param_groups:
-                group["lr"] = means_lr
+            lrs = self.model.learning_rates(step)
+            for name, optimizer in self.optimizers.items():
+                for group in optimizer.param_groups:
+                    group["lr"] = lrs[name]
         reg, strategy_active = self.regularizer, self.regularizer.strategy_active(step)
+        model = self.model
         with _stage("render"):
-            drawn = reg.renderable(self.splats)
-            result = self.draw(drawn, self.cameras[index], self.colors(sh_degree), sh_degree,
-                               background, getattr(self.strategy, "absgrad", False),
+            drawn = reg.renderable(self.params)
+            result = self.draw(drawn, self.cameras[index], model.colors(self.params, sh_degree),
+                               sh_degree, background, getattr(self.strategy, "absgrad", False),
                                depth=reg.needs_depth(step))
         with _stage("loss"):
             image = result.features
             loss = photometric_loss(image, target, cfg.ssim_lambda)
+            own = model.loss(self.params)
+            if own is not None:
+                loss = loss + own
             if strategy_active and hasattr(self.strategy, "regularization"):  # MCMC's L1 terms
-                loss = loss + self.strategy.regularization(self.splats)
+                loss = loss + self.strategy.regularization(self.params, model)
             extra = reg.loss(StepContext(step=step, splats=drawn, result=result,
                                          camera=self.cameras[index], view=index, target=target))
             if extra is not None:
@@ -254,19 +231,19 @@ class Trainer:
                 raise self._non_finite(f"the loss is {loss.item()}")
         if strategy_active:
             with _stage("strategy"):
-                self.strategy.step_pre_backward(self.splats, self.optimizers,
+                self.strategy.step_pre_backward(self.params, self.optimizers,
                                                 self.strategy_state, step, result)
         with _stage("backward"):
             loss.backward()
             finish_backward(result)
         with _stage("optimizer"):
             # NaN and inf survive a sum; one sum per tensor is ~10x cheaper than isfinite().
-            grads = [p.grad for p in [*self.splats.values(), *reg.parameters()]
+            grads = [p.grad for p in [*self.params.values(), *reg.parameters()]
                      if p.grad is not None]
             if not bool(torch.stack([g.sum() for g in grads]).sum().isfinite()):
-                bad = ", ".join(k for k, p in self.splats.items()
+                bad = ", ".join(k for k, p in self.params.items()
                                 if p.grad is not None and not p.grad.isfinite().all())
-                raise self._non_finite(f"the gradient of {bad or 'the splats (its sum overflows)'} "
+                raise self._non_finite(f"the gradient of {bad or 'the model (its sum overflows)'} "
                                        "is not finite")
             for optimizer in self.optimizers.values():
                 optimizer.step()
@@ -274,10 +251,11 @@ class Trainer:
             reg.optimizer_step()
         if strategy_active:
             with _stage("strategy"):
-                self.strategy.step_post_backward(self.splats, self.optimizers,
-                                                 self.strategy_state, step, result, lr=means_lr)
+                self.strategy.step_post_backward(self.params, self.optimizers,
+                                                 self.strategy_state, step, result, model,
+                                                 lr=lrs[model.position])
         with _stage("regularizer"):
-            reg.after_step(self.splats, self.optimizers, self.strategy_state, step)
+            reg.after_step(self.params, self.optimizers, self.strategy_state, step)
         self.step += 1
         return {"loss": loss.detach(), "image": image.detach(), "target": target}
 
@@ -286,7 +264,7 @@ class Trainer:
                  "--resume" if self.last_checkpoint is not None else
                  "No checkpoint was saved yet; start again")
         return NonFiniteError(
-            f"Step {self.step + 1}: {what}, so training stopped without updating the Gaussians. "
+            f"Step {self.step + 1}: {what}, so training stopped without updating the model. "
             f"{where}, and lower the learning rates (e.g. --optim.means-lr, "
             "--optim.opacities-lr) if it happens again.")
 
@@ -300,7 +278,7 @@ class Trainer:
         if self.step >= last:
             return
         window_start, window_steps = self.elapsed, 0
-        with _StopRequest() as stop, _Progress(cfg.quiet, self.step, cfg.steps) as progress, \
+        with _StopRequest() as stop, _Progress(cfg.quiet, self.step, cfg.steps, self.model.noun) as progress, \
                 open(self.run_dir / METRICS_FILE, "a") as metrics:
             while self.step < last:
                 start = time.perf_counter()
@@ -329,7 +307,7 @@ class Trainer:
     def _metrics(self, out: dict, sec_per_step: float) -> dict:
         mse = (out["image"] - out["target"]).square().mean()
         return {"step": self.step, "loss": float(out["loss"]),
-                "psnr": float(-10.0 * torch.log10(mse)), "num_gaussians": len(self.splats["means"]),
+                "psnr": float(-10.0 * torch.log10(mse)), "num_primitives": self.count,
                 "sec_per_step": sec_per_step, "elapsed": self.elapsed}
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -337,12 +315,13 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Write the full state (refusing non-finite parameters, so a good checkpoint is never
         replaced by a broken one)."""
-        bad = [k for k, p in self.splats.items() if not p.isfinite().all()]
+        bad = [k for k, p in self.params.items() if not p.isfinite().all()]
         if bad:
             raise self._non_finite(f"the parameters {', '.join(bad)} are not finite")
         payload = {
             "step": self.step,
-            "splats": {k: p.detach() for k, p in self.splats.items()},
+            "model": self.model.name,
+            "params": {k: p.detach() for k, p in self.params.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "strategy_state": self.strategy_state,
             "regularizer": self.regularizer.state_dict(),
@@ -353,7 +332,8 @@ class Trainer:
             "config": to_dict(self.config),
             "normalization": self.dataset.normalization.to_dict(),
             "data_path": str(self.data_path),
-            "data_config": dataclasses.asdict(self.dataset.config),
+            # The data options as given (the loader may consume a downscale into images_N).
+            "data_config": dataclasses.asdict(self.config.data_options.to_data_config()),
             "elapsed": self.elapsed,
         }
         self.last_checkpoint = ckpt.save_checkpoint(self.run_dir, payload,
@@ -363,9 +343,10 @@ class Trainer:
     def _restore(self, state: dict) -> None:
         self.step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
-        self.splats = torch.nn.ParameterDict(
-            {k: torch.nn.Parameter(v.to(self.device)) for k, v in state["splats"].items()})
-        self.optimizers = create_optimizers(self.splats, self._learning_rates(self.step),
+        saved = state["params"] if "params" in state else state["splats"]  # before models
+        self.params = torch.nn.ParameterDict(
+            {k: torch.nn.Parameter(v.to(self.device)) for k, v in saved.items()})
+        self.optimizers = create_optimizers(self.params, self.model.learning_rates(self.step),
                                             eps=self.config.optim.eps)
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
@@ -474,8 +455,9 @@ class _StopRequest:
 class _Progress:
     """A rich progress bar over the steps (nothing when quiet)."""
 
-    def __init__(self, quiet: bool, done: int, total: int) -> None:
+    def __init__(self, quiet: bool, done: int, total: int, noun: str) -> None:
         self._bar = None
+        self.noun = noun
         if quiet:
             return
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -498,7 +480,7 @@ class _Progress:
     def show(self, record: dict) -> None:
         if self._bar is not None:
             status = (f"loss {record['loss']:.4f}  psnr {record['psnr']:.2f}  "
-                      f"{record['num_gaussians']} Gaussians  {record['sec_per_step']:.3f} s/step")
+                      f"{record['num_primitives']} {self.noun}  {record['sec_per_step']:.3f} s/step")
             self._bar.update(self._task, status=status)
 
     def __exit__(self, *exc) -> None:

@@ -1,0 +1,70 @@
+"""Settings of the models beyond Gaussians (torch-free: ``FitConfig`` nests them).
+
+The Gaussian model's settings are the config's ``init`` and ``optim`` (gsplat's names, which
+`recon fit` has always had).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from recon.errors import ReconError
+from recon.strategies.convex_split import ConvexSplitStrategy
+
+
+@dataclass(frozen=True)
+class ConvexOptions:
+    """Smooth convexes (3D Convex Splatting): initialisation, learning rates, loss, densification.
+
+    Defaults are the 3DCS paper's and code's unless a comment says otherwise.
+    """
+
+    points: int = 6
+    """Points per convex K (3..8; 3DCS: 6 beats 3-5 and equals 7)."""
+    size: float = 1.2
+    """Initial radius of the points' Fibonacci sphere = this × the mean 3-NN distance."""
+    delta: float = 0.1
+    """Initial smoothness δ₀ before dividing by the local point spacing (δ = δ₀ / spacing)."""
+    sigma: float = 0.00095
+    """Initial sharpness σ₀."""
+    opacity: float = 0.1
+    """Initial opacity."""
+    points_lr: float = 5e-4
+    """Point learning rate (× the scene scale), decaying exponentially..."""
+    points_lr_final: float = 0.01
+    """... to this fraction of itself by the last step (3DCS: 5e-4 -> 5e-6)."""
+    delta_lr: float = 0.005
+    """log δ learning rate."""
+    sigma_lr: float = 0.0045
+    """log σ learning rate."""
+    opacities_lr: float = 0.01
+    """Opacity-logit learning rate."""
+    sh0_lr: float = 0.0025
+    """DC colour learning rate."""
+    shN_lr: float = 0.0025 / 20
+    """Higher SH bands learning rate."""
+    mask_lr: float = 0.01
+    """Mask-logit learning rate."""
+    mask_weight: float = 0.0005
+    """β of the mask term β·mean(sigmoid(mask)) in the loss (Compact-3DGS's mask, as 3DCS)."""
+    densify: ConvexSplitStrategy = field(default_factory=ConvexSplitStrategy)
+    """Settings of --strategy default (3DCS's split into K children)."""
+
+    def validate(self) -> None:
+        checks = [
+            (3 <= self.points <= 8, f"--convexes.points must be 3..8, got {self.points}."),
+            (self.size > 0, f"--convexes.size must be positive, got {self.size}."),
+            (self.delta > 0 and self.sigma > 0,
+             f"--convexes.delta and --convexes.sigma must be positive, got {self.delta} and "
+             f"{self.sigma}."),
+            (0.0 < self.opacity < 1.0,
+             f"--convexes.opacity must be in (0, 1), got {self.opacity}."),
+            (self.mask_weight >= 0,
+             f"--convexes.mask-weight must be >= 0, got {self.mask_weight}."),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ReconError(message)
+
+
+__all__ = ["ConvexOptions"]

@@ -1,0 +1,87 @@
+"""Where a new model's rows start: the dataset's sparse points, or random points where the cameras
+look, and the neighbour spacing initial sizes are taken from."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from recon.errors import DatasetError
+
+
+def initial_points(dataset, cameras, init, data_path, generator: torch.Generator
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Points [N, 3] and RGB colours [N, 3] in [0, 1] a model starts from (``init`` is the
+    config's ``InitOptions``): the dataset's sparse points (SfM) unless ``init.source`` is
+    "random" or there are none, else ``init.num_random`` points uniform in the region
+    ``cameras`` look at."""
+    has_points = dataset.points is not None and len(dataset.points) > 0
+    if init.source == "sfm" and not has_points:
+        raise DatasetError(f"--init.source sfm, but the dataset at {data_path} has no sparse "
+                           "points. Use --init.source random (or auto).")
+    if has_points and init.source != "random":
+        colors = (dataset.point_colors / 255.0 if dataset.point_colors is not None
+                  else np.full((len(dataset.points), 3), 0.5))
+        return dataset.points, colors
+    center, half = viewed_region(cameras)
+    return random_points(init.num_random, center, half * init.random_extent, generator)
+
+
+def mean_neighbour_distance(points: np.ndarray, k: int = 3) -> np.ndarray:
+    """[N] mean distance of each point to its ``k`` nearest other points (3DGS's initial scale).
+
+    Coincident points would give a zero (log -inf) scale, so distances are floored at a tiny
+    fraction of the cloud's extent.
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, dtype=np.float64)
+    n = len(points)
+    extent = float(np.ptp(points, axis=0).max()) if n > 1 else 1.0
+    floor = 1e-7 * max(extent, 1e-12)
+    if n < 2:
+        return np.full(n, max(extent, 1e-2))
+    kk = min(k, n - 1)
+    dist, _ = cKDTree(points).query(points, k=kk + 1)
+    return np.maximum(dist[:, 1:].mean(1), floor)
+
+
+def random_points(num: int, center: np.ndarray, half_extent: float,
+                  generator: torch.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``num`` points uniform in the cube ``center`` ± ``half_extent``, uniform random colours."""
+    u = torch.rand(num, 3, generator=generator, dtype=torch.float64).numpy()
+    colors = torch.rand(num, 3, generator=generator).numpy()
+    points = np.asarray(center, dtype=np.float64) + (2.0 * u - 1.0) * half_extent
+    return points.astype(np.float32), colors
+
+
+def viewed_region(cameras) -> tuple[np.ndarray, float]:
+    """Centre and half-width of the region every camera looks at, for random initialisation.
+
+    The centre is the least-squares point nearest to all optical axes (the look-at point of an
+    orbit). The half-width is the median over cameras of the half field of view at that point's
+    depth, so the cube fills the images. When the axes are nearly parallel (a forward-facing
+    capture) the centre falls back to one median depth-width in front of the cameras.
+    """
+    centers = np.stack([c.center for c in cameras])
+    dirs = np.stack([c.forward for c in cameras])
+    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    # Σ (I - d dᵀ) x = Σ (I - d dᵀ) c: the point with the least squared distance to all axes.
+    proj = np.eye(3)[None] - dirs[:, :, None] * dirs[:, None, :]
+    a = proj.sum(0)
+    b = (proj @ centers[:, :, None]).sum(0)[:, 0]
+    radius = float(np.linalg.norm(centers - centers.mean(0), axis=1).max()) or 1.0
+    center = None
+    if np.linalg.cond(a) < 1e4:
+        x = np.linalg.solve(a, b)
+        depths = ((x - centers) * dirs).sum(1)
+        if np.median(depths) > 0 and np.linalg.norm(x - centers.mean(0)) < 10 * radius:
+            center = x
+    if center is None:
+        center = (centers + dirs * radius).mean(0)
+    depths = np.abs(((center - centers) * dirs).sum(1))
+    tan_half = np.array([min(c.width / (2 * c.fx), c.height / (2 * c.fy)) for c in cameras])
+    return center, float(np.median(depths * tan_half))
+
+
+__all__ = ["initial_points", "mean_neighbour_distance", "random_points", "viewed_region"]
