@@ -103,42 +103,48 @@ HOST_DEVICE ConvexView<T> view_convex(const ConvexProjectOptions& o, const T* po
 
 // The hull edges i->j of points q[K] in the order of the torch code (flat index i*K+j ascending,
 // at most CONVEX_MAX_LINES): the edge is kept iff no point lies more than `tol` px outside its
-// line, every point on the line (within tol) lies within the segment, its ends are more than tol
-// apart and neither end is within tol of an earlier point. Returns the count; edges[] gets i*K+j.
+// line (to its right), every point on the line (within tol) lies within the segment, its ends are
+// more than tol apart and neither end is within tol of an earlier point. Both orientations of a
+// pair share the segment test and see each point on opposite sides, so each unordered pair is
+// tested once, in a branch-free loop over the points (measured: early exits cost more in branch
+// misses than they save at K <= 8). Returns the count; edges[] gets i*K+j.
 template <typename T>
 HOST_DEVICE int hull_edges(const T (*q)[2], int K, uint8_t* edges) {
   const T tol = T(CONVEX_HULL_TOLERANCE);
+  T length[CONVEX_MAX_POINTS][CONVEX_MAX_POINTS];  // |q_j - q_i| for i < j
   bool keep[CONVEX_MAX_POINTS];
-  for (int k = 0; k < K; ++k) {
-    keep[k] = true;
-    for (int e = 0; e < k && keep[k]; ++e) {
-      const T ex = q[e][0] - q[k][0], ey = q[e][1] - q[k][1];
-      keep[k] = !(sqrt_of(ex * ex + ey * ey) < tol);
+  for (int k = 0; k < K; ++k) keep[k] = true;
+  for (int i = 0; i < K; ++i)
+    for (int j = i + 1; j < K; ++j) {
+      const T ex = q[j][0] - q[i][0], ey = q[j][1] - q[i][1];
+      length[i][j] = sqrt_of(ex * ex + ey * ey);
+      if (length[i][j] < tol) keep[j] = false;  // a duplicate of the earlier point i
     }
-  }
-  int count = 0;
+  uint64_t valid = 0;  // bit i*K+j: edge i->j (K*K <= 64)
   for (int i = 0; i < K; ++i) {
     if (!keep[i]) continue;
-    for (int j = 0; j < K && count < CONVEX_MAX_LINES; ++j) {
-      if (!keep[j]) continue;
+    for (int j = i + 1; j < K; ++j) {
+      if (!keep[j] || length[i][j] < tol) continue;
       const T ex = q[j][0] - q[i][0], ey = q[j][1] - q[i][1];
       const T length2 = ex * ex + ey * ey;
-      const T length = sqrt_of(length2);
-      if (length < tol) continue;  // also i == j
-      const T band = tol * length;
-      bool ok = true;
-      for (int k = 0; k < K && ok; ++k) {
+      const T band = tol * length[i][j];
+      bool forward = true, backward = true;  // i->j, j->i
+      for (int k = 0; k < K; ++k) {
         const T fx = q[k][0] - q[i][0], fy = q[k][1] - q[i][1];
         const T cross = ex * fy - ey * fx;  // > 0: k on the hull side of i->j
         const T along = ex * fx + ey * fy;
-        const bool outside = cross < -band;
-        const bool on_line = abs_of(cross) <= band;
-        const bool beyond = along < -band || along > length2 + band;
-        ok = !(outside || (on_line && beyond));
+        const bool beyond = (along < -band) | (along > length2 + band);
+        const bool on_line = !(cross < -band) & !(cross > band);
+        forward = forward & !(cross < -band) & !(on_line & beyond);
+        backward = backward & !(cross > band) & !(on_line & beyond);
       }
-      if (ok) edges[count++] = static_cast<uint8_t>(i * K + j);
+      if (forward) valid |= uint64_t(1) << (i * K + j);
+      if (backward) valid |= uint64_t(1) << (j * K + i);
     }
   }
+  int count = 0;
+  for (int bit = 0; bit < K * K && count < CONVEX_MAX_LINES; ++bit)
+    if (valid >> bit & 1) edges[count++] = static_cast<uint8_t>(bit);
   for (int s = count; s < CONVEX_MAX_LINES; ++s) edges[s] = CONVEX_NO_EDGE;
   return count;
 }
@@ -166,23 +172,24 @@ HOST_DEVICE void support_box(const double (*lines)[3], int count, double ab, con
   double r = 0.0;
   bool any = false;
   const double margin = ConvexKernel::LOG_INV_ALPHA_MIN_ODDS / max_of(ab, 1e-300);
+  double rhs[CONVEX_MAX_LINES], norm[CONVEX_MAX_LINES];  // n·x = rhs on each pushed line
+  for (int l = 0; l < count; ++l) {
+    rhs[l] = margin - lines[l][2];
+    norm[l] = sqrt(lines[l][0] * lines[l][0] + lines[l][1] * lines[l][1]);
+  }
   for (int i = 0; i < count; ++i) {
     const double* ni = lines[i];
-    const double ri = margin - ni[2];  // n·x = rhs on the pushed line
     for (int j = i + 1; j < count; ++j) {
       const double* nj = lines[j];
-      const double rj = margin - nj[2];
       const double det = ni[0] * nj[1] - ni[1] * nj[0];
-      const double scale = sqrt(ni[0] * ni[0] + ni[1] * ni[1]) * sqrt(nj[0] * nj[0] + nj[1] * nj[1]);
-      if (!(abs_of(det) > 1e-9 * scale)) continue;  // parallel lines meet nowhere
-      const double x = (ri * nj[1] - rj * ni[1]) / det;
-      const double y = (ni[0] * rj - nj[0] * ri) / det;
+      if (!(abs_of(det) > 1e-9 * (norm[i] * norm[j]))) continue;  // parallel: they never meet
+      const double x = (rhs[i] * nj[1] - rhs[j] * ni[1]) / det;
+      const double y = (ni[0] * rhs[j] - nj[0] * rhs[i]) / det;
       if (!isfinite(x) || !isfinite(y)) continue;
       bool feasible = true;
       for (int l = 0; l < count && feasible; ++l) {
         const double lhs = x * lines[l][0] + y * lines[l][1];
-        const double rhs = margin - lines[l][2];
-        feasible = lhs <= rhs + (1e-6 * (abs_of(lhs) + abs_of(rhs)) + 1e-9);  // rounding slack
+        feasible = lhs <= rhs[l] + (1e-6 * (abs_of(lhs) + abs_of(rhs[l])) + 1e-9);  // slack
       }
       if (!feasible) continue;
       box[0] = min_of(box[0], x);
@@ -228,11 +235,13 @@ HOST_DEVICE void convex_project_forward_item(const ConvexProjectForwardArgs<T>& 
 
   // Pixel box and radius (no gradient), as _support_box + pixel_bounds.
   const double centre[2] = {static_cast<double>(v.mean[0]), static_cast<double>(v.mean[1])};
-  double box[4], radius_d;
+  double box[4] = {0.0, 0.0, 0.0, 0.0}, radius_d = INFINITY;
+  const bool drawable = v.in_front && count >= 3;  // else culled whatever the box
   // a b in the footprint's precision first, as the torch code multiplies before going to double.
-  support_box(lines, count, static_cast<double>(a_delta * b_sigma), centre, box, &radius_d);
+  if (drawable)
+    support_box(lines, count, static_cast<double>(a_delta * b_sigma), centre, box, &radius_d);
   const T radius = static_cast<T>(radius_d);
-  const bool visible = v.in_front && count >= 3 && radius <= T(CONVEX_MAX_RADIUS);
+  const bool visible = drawable && radius <= T(CONVEX_MAX_RADIUS);
   // Pixel i has its centre at i + 0.5; the box is [ceil(x0 - ½), floor(x1 - ½) + 1) clipped to
   // the image. NaN survives the clamps (comparisons with it are false) and then zeroes the bound.
   const double edge[4] = {ceil(box[0] - 0.5), ceil(box[1] - 0.5), floor(box[2] - 0.5) + 1.0,
