@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recon._ops.convex_project import project_convexes
+from recon._ops import project_convexes
 from recon.cameras import cameras_to_tensors
 from recon.primitives.base import _BY_TYPE
 from recon.primitives.convexes import (MAX_RADIUS, Convexes, _support_box, hull_lines, project,
