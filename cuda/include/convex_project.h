@@ -3,7 +3,7 @@
 // backward. Shared by the OpenMP loops (cuda/cpu/convex_project.cpp) and the CUDA kernels
 // (cuda/gpu/convex_project.cu); the torch version stays the reference the tests compare against,
 // so every rule below (near-plane culling, hull tolerance and line order, the float64 support
-// box) is the torch code's rule, decided the same way.
+// box) is the torch code's rule.
 //
 // Forward of one convex in one camera: project its K points (pinhole), take the centroid depth d,
 // pick the 2D hull edges i->j (kept in `edges` so backward replays the same lines), write the
@@ -106,8 +106,10 @@ HOST_DEVICE ConvexView<T> view_convex(const ConvexProjectOptions& o, const T* po
 // line (to its right), every point on the line (within tol) lies within the segment, its ends are
 // more than tol apart and neither end is within tol of an earlier point. Both orientations of a
 // pair share the segment test and see each point on opposite sides, so each unordered pair is
-// tested once, in a branch-free loop over the points (measured: early exits cost more in branch
-// misses than they save at K <= 8). Returns the count; edges[] gets i*K+j.
+// tested once (the torch code measures j->i from q_j: the same numbers up to rounding, so only a
+// point within rounding of a tolerance band could be judged differently), in a branch-free loop
+// over the points (measured: early exits cost more in branch misses than they save at K <= 8).
+// Returns the count; edges[] gets i*K+j.
 template <typename T>
 HOST_DEVICE int hull_edges(const T (*q)[2], int K, uint8_t* edges) {
   const T tol = T(CONVEX_HULL_TOLERANCE);
