@@ -1,13 +1,14 @@
 """Benchmark: `recon fit` on lego_100 (100 train / 6 test views, 100², white background).
 
-For each strategy (default, mcmc) it trains with the --preset settings (default: fast, the CPU
-preset) for --steps steps and evaluates the test split every
---eval-every steps (evaluation is not counted in the training time), printing one JSON line per
-evaluation and a summary line per strategy: final PSNR / SSIM / Gaussians, training seconds, and
-the training seconds (and step) at the first evaluation that reached --target dB.
+For each model (--models: gaussians, convexes) and strategy (default, mcmc) it trains with the
+--preset settings (default: fast, the CPU preset) for --steps steps and evaluates the test split
+every --eval-every steps (evaluation is not counted in the training time), printing one JSON line
+per evaluation and a summary line per run: final PSNR / SSIM / primitive count, training seconds,
+and the training seconds (and step) at the first evaluation that reached --target dB. With two
+models, a ``fit_models`` line per strategy compares them (PSNR difference, training-time ratio).
 
-    python bench/fit.py [--steps 3000] [--strategies default,mcmc] [--preset fast]
-                        [--threads N] [--profile] [--reference]
+    python bench/fit.py [--steps 3000] [--models gaussians,convexes] [--strategies default,mcmc]
+                        [--preset fast] [--threads N] [--profile] [--reference]
 
 --profile: per-stage time of a training step (data, render = project + SH + binning +
 rasterize, loss, backward = rasterize/SH backward + autograd, optimizer, strategy) on copies of the
@@ -46,7 +47,7 @@ def evaluate(render_image, dataset, device) -> tuple[float, float]:
     """Mean test PSNR and SSIM of ``render_image(camera) -> [3, H, W]`` (clamped to [0, 1], as
     gsplat's evaluation) against the test images over white."""
     from recon.data.dataset import composite_background
-    from recon.eval.metrics import psnr, ssim
+    from recon.metrics import psnr, ssim
 
     preds, gts = [], []
     with torch.no_grad():
@@ -58,45 +59,45 @@ def evaluate(render_image, dataset, device) -> tuple[float, float]:
     return float(psnr(pred, gt)), float(ssim(pred, gt))
 
 
-def recon_config(args, strategy: str, out: Path):
-    """The preset's settings with this run's steps and strategy (no checkpoints mid-run)."""
+def recon_config(args, model: str, strategy: str, out: Path):
+    """The preset's settings with this run's steps, model and strategy (no checkpoints
+    mid-run)."""
     from recon.train.config import PRESETS
 
     base = PRESETS[args.preset]
     init = base.init if args.num_random is None else dataclasses.replace(
         base.init, num_random=args.num_random)
     return dataclasses.replace(
-        base, data=args.data, out=out, steps=args.steps, strategy=strategy, quiet=True,
-        force=True, checkpoint_every=10**9, log_every=50, init=init)
+        base, data=args.data, out=out, steps=args.steps, model=model, strategy=strategy,
+        quiet=True, force=True, checkpoint_every=10**9, log_every=50, init=init)
 
 
-def run_recon(args, strategy: str, workdir: Path) -> dict:
-    from recon.train.splats import sh_coefficients
+def run_recon(args, model: str, strategy: str, workdir: Path) -> dict:
     from recon.train.trainer import Trainer
 
-    trainer = Trainer.open(recon_config(args, strategy, workdir / strategy))
+    trainer = Trainer.open(recon_config(args, model, strategy, workdir / f"{model}_{strategy}"))
     background = torch.ones(3, device=trainer.device)
     reached = None
     profiled: set[int] = set()
     while trainer.step < args.steps:
         trainer.train(until=trainer.step + args.eval_every)
-        colors = sh_coefficients(trainer.splats)
-        p, s = evaluate(lambda cam: trainer.draw(trainer.splats, cam, colors, trainer.sh_degree,
+        colors = trainer.model.colors(trainer.params, trainer.sh_degree)
+        p, s = evaluate(lambda cam: trainer.draw(trainer.params, cam, colors, trainer.sh_degree,
                                                  background, False).features,
                         trainer.dataset, trainer.device)
-        n = len(trainer.splats["means"])
-        emit({"bench": "fit", "impl": "recon", "strategy": strategy, "step": trainer.step,
-              "train_s": round(trainer.elapsed, 2), "psnr": round(p, 3), "ssim": round(s, 4),
-              "num_gaussians": n})
+        n = trainer.count
+        emit({"bench": "fit", "impl": "recon", "model": model, "strategy": strategy,
+              "step": trainer.step, "train_s": round(trainer.elapsed, 2), "psnr": round(p, 3),
+              "ssim": round(s, 4), "num_primitives": n})
         if reached is None and p >= args.target:
             reached = (trainer.step, trainer.elapsed)
         for count in PROFILE_AT:
             if args.profile and n >= count and count not in profiled:
                 profiled.add(count)
                 emit(profile_copy(trainer, strategy, workdir))
-    return {"bench": "fit_summary", "impl": "recon", "strategy": strategy, "steps": trainer.step,
-            "train_s": round(trainer.elapsed, 2), "psnr": round(p, 3), "ssim": round(s, 4),
-            "num_gaussians": n, "target_db": args.target,
+    return {"bench": "fit_summary", "impl": "recon", "model": model, "strategy": strategy,
+            "steps": trainer.step, "train_s": round(trainer.elapsed, 2), "psnr": round(p, 3),
+            "ssim": round(s, 4), "num_primitives": n, "target_db": args.target,
             "step_to_target": reached[0] if reached else None,
             "time_to_target_s": round(reached[1], 2) if reached else None,
             "threads": torch.get_num_threads()}
@@ -137,7 +138,7 @@ def profile_copy(trainer, strategy: str, workdir: Path, steps: int = 20) -> dict
               "sort": ms("aten::sort", True)}
     shutil.rmtree(copy_dir, ignore_errors=True)
     return {"bench": "fit_profile", "strategy": strategy, "step": copy.step - 2 * steps - 1,
-            "num_gaussians": len(copy.splats["means"]), "sh_degree": copy.sh_degree,
+            "num_primitives": copy.count, "sh_degree": copy.sh_degree,
             "sec_per_step": round(plain, 4), "threads": torch.get_num_threads(),
             "stages_ms": {k: round(v, 2) for k, v in stages.items()},
             "native_ms": {k: round(v, 2) for k, v in native.items()},
@@ -191,9 +192,10 @@ def run_reference(args, workdir: Path) -> dict:
 
     from recon.data import DataConfig, load_dataset
     from recon.data.dataset import composite_background
+    from recon.models.base import create_optimizers, sh_coefficients
+    from recon.models.gaussians import create_splats
     from recon.train.losses import photometric_loss
     from recon.train.schedules import active_sh_degree, exponential_decay
-    from recon.train.splats import create_optimizers, create_splats, sh_coefficients
 
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
@@ -244,15 +246,28 @@ def run_reference(args, workdir: Path) -> dict:
                                          background)[0], dataset, background.device)
         emit({"bench": "fit", "impl": "reference", "strategy": "gsplat-default", "step": step,
               "train_s": round(elapsed, 2), "psnr": round(p, 3), "ssim": round(s, 4),
-              "num_gaussians": len(splats["means"])})
+              "num_primitives": len(splats["means"])})
         if reached is None and p >= args.target:
             reached = (step, elapsed)
     return {"bench": "fit_summary", "impl": "reference", "strategy": "gsplat-default",
             "steps": step, "train_s": round(elapsed, 2), "psnr": round(p, 3), "ssim": round(s, 4),
-            "num_gaussians": len(splats["means"]), "target_db": args.target,
+            "num_primitives": len(splats["means"]), "target_db": args.target,
             "step_to_target": reached[0] if reached else None,
             "time_to_target_s": round(reached[1], 2) if reached else None,
             "threads": torch.get_num_threads()}
+
+
+def emit_model_comparison(summaries: list[dict]) -> None:
+    """Per strategy: convexes against Gaussians trained in the same run."""
+    by_key = {(s.get("model"), s["strategy"]): s for s in summaries if s["impl"] == "recon"}
+    for (model, strategy), s in by_key.items():
+        base = by_key.get(("gaussians", strategy))
+        if model == "gaussians" or base is None:
+            continue
+        emit({"bench": "fit_models", "model": model, "versus": "gaussians", "strategy": strategy,
+              "psnr": s["psnr"], "psnr_gaussians": base["psnr"],
+              "psnr_difference": round(s["psnr"] - base["psnr"], 3),
+              "train_s_ratio": round(s["train_s"] / base["train_s"], 2)})
 
 
 def main() -> None:
@@ -260,6 +275,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--strategies", default="default,mcmc")
+    ap.add_argument("--models", default="gaussians", help="gaussians, convexes or both")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--target", type=float, default=27.09,
                     help="test PSNR (dB) whose time to reach is reported")
@@ -277,13 +293,15 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="recon-bench-fit-") as tmp:
         workdir = Path(tmp)
-        summaries = [run_recon(args, s, workdir) for s in args.strategies.split(",") if s]
+        summaries = [run_recon(args, m, s, workdir) for m in args.models.split(",") if m
+                     for s in args.strategies.split(",") if s]
         for summary in summaries:
             summary["preset"] = args.preset
         if args.reference:
             summaries.append(run_reference(args, workdir))
         for summary in summaries:
             emit(summary)
+        emit_model_comparison(summaries)
         ref = next((s for s in summaries if s["impl"] == "reference"), None)
         if ref and ref["time_to_target_s"]:
             for s in summaries:

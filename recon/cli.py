@@ -126,32 +126,38 @@ class Eval:
     def run_command(self) -> None:
         from recon.eval.evaluate import evaluate_run
         from recon.eval.report import write_report
+        from recon.models import model_class
 
         result = evaluate_run(self.run, step=self.step, backend=self.backend, force=self.force)
         report = write_report(self.run, force=True)
+        noun = model_class(result["model"]).noun
         print(f"step {result['step']}: test PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} "
-              f"over {len(result['per_image'])} images, {result['num_primitives']} {result['model']}")
+              f"over {len(result['per_image'])} images, {result['num_primitives']} {noun}")
         print(f"Wrote {Path(self.run) / 'eval.json'} and {report}")
 
 
 @dataclass(frozen=True)
 class Export:
-    """Export a fitted run in the input's world frame: its splats (.ply: standard 3DGS; .splat)
-    or its extracted mesh (.glb, .obj, or .ply with --what mesh)."""
+    """Export a fitted run in the input's world frame: its model (Gaussians: .ply, standard 3DGS,
+    or .splat; convexes: .ply, or .glb/.obj hull meshes) or its extracted mesh (.glb, .obj, or
+    .ply with --what mesh)."""
 
     run: tyro.conf.Positional[Path]
     """Run directory written by `recon fit`."""
     format: Literal["ply", "splat", "glb", "obj"] = "ply"
-    """ply: the standard 3DGS layout read by every splat viewer (a mesh .ply with --what mesh);
-    splat: 32 bytes per Gaussian; glb/obj: the mesh written by `recon extract-mesh`."""
+    """ply: the model (Gaussians: the standard 3DGS layout every splat viewer reads; convexes: one
+    row per convex), a mesh .ply with --what mesh; splat: 32 bytes per Gaussian; glb/obj: a convex
+    run's hulls, else the mesh written by `recon extract-mesh`."""
     what: Literal["auto", "splats", "mesh"] = "auto"
-    """auto: ply/splat export the splats, glb/obj the mesh; mesh or splats to choose."""
+    """auto: the formats the model writes export the model, the others the extracted mesh; mesh
+    or splats (the model) to choose."""
     method: Literal["sugar", "tsdf"] | None = None
     """Which extracted mesh to export (default: the newest)."""
     out: Path | None = None
-    """Output file (default: RUN/export/splats.FORMAT, or RUN/export/mesh_METHOD.FORMAT)."""
+    """Output file (default: RUN/export/splats.FORMAT or convexes.FORMAT, or
+    RUN/export/mesh_METHOD.FORMAT)."""
     step: int | None = None
-    """Checkpoint step of the splats to export (default: the newest)."""
+    """Checkpoint step of the model to export (default: the newest)."""
     force: bool = False
     """Overwrite an existing export."""
 
@@ -326,7 +332,8 @@ def _fit_command(preset: str):
 
 
 FIT_DESCRIPTION = (
-    "Fit Gaussian splats to a dataset or a folder of photos (posed by SfM first). "
+    "Fit Gaussian splats (or --model convexes) to a dataset or a folder of photos (posed by SfM "
+    "first). "
     "--preset fast|default|quality (given first) sets every default below; flags override it."
 )
 
@@ -362,7 +369,8 @@ def _run_fit(args: list[str]) -> None:
 
 @dataclass(frozen=True)
 class FitHelp:
-    """Fit Gaussian splats to a dataset or a folder of photos (see `recon fit --help`)."""
+    """Fit Gaussian splats or convexes to a dataset or a folder of photos (see `recon fit
+    --help`)."""
 
 
 COMMANDS = {

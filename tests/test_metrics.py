@@ -8,7 +8,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from recon.errors import ReconError
-from recon.eval.metrics import psnr, ssim
+from recon.metrics import psnr, ssim
 
 
 def scipy_ssim(x: np.ndarray, y: np.ndarray, padding: str) -> float:

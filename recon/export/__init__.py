@@ -18,17 +18,35 @@ def export_run(run_dir: Path, format: str = "ply", out: Path | None = None,
     from recon.export.meshes import export_mesh, wants_mesh
     from recon.models import model_class
     from recon.run import EXPORT_DIR, load_run
-    from recon.train.checkpoint import load_checkpoint
 
-    model = model_class(load_checkpoint(run_dir, step).get("model", "gaussians"))
+    model = model_class(_model_name(run_dir, step))
     if wants_mesh(format, what, model):
         return export_mesh(run_dir, format, out, method=mesh_method, force=force)
-    path = Path(out) if out is not None else Path(run_dir) / EXPORT_DIR / default_name(model, format)
+    default = Path(run_dir) / EXPORT_DIR / default_name(model, format)
+    path = Path(out) if out is not None else default
     if path.exists() and not force:
         raise OutputExistsError(f"{path} already exists. Pass --force to overwrite it, or choose "
                                 "another --out.")
     run = load_run(run_dir, step)
     return run.model.export(format, path, run.params, run.dataset.normalization, run.sh_degree)
+
+
+def _model_name(run_dir: Path, step: int | None) -> str:
+    """The run's model, read cheaply: from ``config.yaml`` (a mesh export needs no checkpoint,
+    and a model export should not load a large one twice), else from the checkpoint; runs
+    written before models existed, and folders with neither, are Gaussians."""
+    import yaml
+
+    from recon.run import CONFIG_FILE
+    from recon.train.checkpoint import list_checkpoints, load_checkpoint
+
+    config = Path(run_dir) / CONFIG_FILE
+    if config.is_file():
+        saved = yaml.safe_load(config.read_text()) or {}
+        return str(saved.get("model", "gaussians"))
+    if list_checkpoints(run_dir):
+        return str(load_checkpoint(run_dir, step).get("model", "gaussians"))
+    return "gaussians"
 
 
 def default_name(model, format: str) -> str:

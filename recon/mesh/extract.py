@@ -3,9 +3,10 @@
 Both methods start from what the run's model renders (colour, opacity, depth); ``sugar`` and
 ``tsdf --tsdf.depth level`` also sample the model's density field (``Model.density``), which only
 Gaussians have: for other models ``sugar`` stops with a clear message and ``tsdf`` fuses the
-rendered depth. The run's model lives in recon's normalised frame; the views are rendered and the mesh is
-extracted there, then mapped back to the input's world frame with the inverse of the dataset's
-normalisation (a similarity, so the mesh keeps its shape and winding) before it is written —
+rendered depth. The run's model lives in recon's normalised frame; the views are rendered and
+the mesh is extracted there, then mapped back to the input's world frame with the inverse of the
+dataset's normalisation (a similarity, so the mesh keeps its shape and winding) before it is
+written —
 the frame of the input cameras and of the ``mesh.ply`` that ``recon scene`` writes.
 """
 

@@ -170,6 +170,14 @@ def sh_rows(colors: Tensor, max_sh_degree: int) -> dict[str, Tensor]:
             "shN": torch.zeros(len(rgb), num_bases(max_sh_degree) - 1, 3)}
 
 
+def peak_preserving_opacity(opacities: Tensor, copies: Tensor | int) -> Tensor:
+    """1 − (1 − o)^(1/n): the opacity of each of n stacked copies that composite to o (``copies``
+    [M] per row, or one Python int for all: a scalar exponent, so n = 2 is exactly the square
+    root, as 3DGS's revised split opacity has always been computed)."""
+    exponent = 1.0 / copies if isinstance(copies, int) else 1.0 / copies.to(opacities.dtype)
+    return 1.0 - torch.pow(1.0 - opacities, exponent)
+
+
 def sh_coefficients(params: Params) -> Tensor:
     """All SH coefficients [N, K, 3] of a model, DC band first."""
     return torch.cat([params["sh0"], params["shN"]], 1)
@@ -193,5 +201,5 @@ def create_optimizers(params: torch.nn.ParameterDict, lrs: dict[str, float],
             for name in params.keys()}
 
 
-__all__ = ["OPACITY", "Model", "Params", "as_parameters", "create_optimizers", "sh_coefficients",
-           "sh_rows"]
+__all__ = ["OPACITY", "Model", "Params", "as_parameters", "create_optimizers",
+           "peak_preserving_opacity", "sh_coefficients", "sh_rows"]

@@ -142,8 +142,9 @@ def hull_faces(points: Tensor) -> tuple[Tensor, Tensor]:
     on_plane = side.abs() <= tol                                                   # [N,T,K]
     first_on_plane = torch.argmax(on_plane.to(torch.uint8), dim=-1)                # lowest index
     rel = points[:, None] - a[:, :, None]                                          # [N,T,K,3]
-    inside_b = (torch.cross((b - a)[:, :, None].expand_as(rel), rel, dim=-1) * normal[:, :, None]).sum(-1)
-    inside_c = (torch.cross(rel, (c - a)[:, :, None].expand_as(rel), dim=-1) * normal[:, :, None]).sum(-1)
+    ab, ac = ((v - a)[:, :, None].expand_as(rel) for v in (b, c))
+    inside_b = (torch.cross(ab, rel, dim=-1) * normal[:, :, None]).sum(-1)   # p left of a->b
+    inside_c = (torch.cross(rel, ac, dim=-1) * normal[:, :, None]).sum(-1)   # p right of a->c
     wedge_tol = tol * normal.norm(dim=-1, keepdim=True)
     in_wedge = on_plane & (inside_b > wedge_tol) & (inside_c > wedge_tol)
     fan = (triples[None, :, 0] == first_on_plane) & ~in_wedge.any(-1)

@@ -14,8 +14,8 @@ The row set holds
 Initialisation (3DCS): one convex per point, its K points on a Fibonacci sphere of radius
 ``size`` × the mean distance to the 3 nearest points, δ = ``delta`` / that spacing, σ, opacity
 and mask as configured; δ and σ are given for a 1000-px focal length and rescaled to the
-training cameras' (:func:`pixel_scale`). Learning rates are the paper's; the points' rate is multiplied by the
-scene scale and decays exponentially.
+training cameras' (:func:`pixel_scale`). Learning rates are the paper's; the points' rate is
+multiplied by the scene scale and decays exponentially.
 """
 
 from __future__ import annotations

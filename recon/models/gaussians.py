@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recon.models.base import OPACITY, Model, Params, as_parameters, sh_rows
+from recon.models.base import (OPACITY, Model, Params, as_parameters, peak_preserving_opacity,
+                               sh_rows)
 from recon.models.points import mean_neighbour_distance
 from recon.primitives.gaussians import Gaussians, covariances, quat_to_rotmat
 from recon.render.sh import sh0_to_rgb
@@ -224,11 +225,6 @@ def relocation_correction(opacities: Tensor, scales: Tensor,
     area = (table[n] * powers).sum(-1)
     factor = o / area
     return new_o.to(opacities.dtype), scales * factor[:, None].to(scales.dtype)
-
-
-def peak_preserving_opacity(opacities: Tensor, copies: Tensor) -> Tensor:
-    """1 − (1 − o)^(1/n): the opacity of each of n stacked copies that composite to o."""
-    return 1.0 - torch.pow(1.0 - opacities, 1.0 / copies.to(opacities.dtype))
 
 
 __all__ = ["GaussianModel", "MAX_COPIES", "NOISE_GATE_OPACITY", "NOISE_GATE_SHARPNESS",

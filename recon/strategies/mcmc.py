@@ -5,8 +5,9 @@ There is no clone/split/prune. Every ``refine_every`` steps in the window, dead 
 corrects so the copies render like the original (``Model.relocation_overrides``: opacity and
 scale for Gaussians), and the set grows by 5 % up to ``cap_max`` the same way. After every step
 the positions get the model's noise (for Gaussians shaped by each covariance and gated to
-transparent splats). Every model that is a row set can use it. The opacity and scale L1 terms that make unhelpful
-splats fade (and so get relocated) are part of the loss: see :meth:`MCMCStrategy.regularization`.
+transparent splats). Every model that is a row set can use it. The opacity and scale L1 terms
+that make unhelpful primitives fade (and so get relocated) are part of the loss: see
+:meth:`MCMCStrategy.regularization`.
 
 torch is imported inside the methods so this settings class stays importable without it.
 """

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-from recon.models.base import OPACITY, Model
+from recon.models.base import OPACITY, Model, peak_preserving_opacity
 
 Optimizers = dict[str, torch.optim.Optimizer]
 
@@ -102,11 +102,9 @@ def split(params: torch.nn.ParameterDict, optimizers: Optimizers, mask: Tensor, 
         children, values = model.split(params, picked)
         source = torch.cat([kept, picked.repeat(children)])
         if revised_opacity:
-            from recon.models.gaussians import peak_preserving_opacity
-
             opacity = torch.sigmoid(params[OPACITY].detach()[picked])
-            copies = torch.full_like(picked, children)
-            values[OPACITY] = torch.logit(peak_preserving_opacity(opacity, copies)).repeat(children)
+            child_o = peak_preserving_opacity(opacity, children)  # int: exactly √ for 2 children
+            values[OPACITY] = torch.logit(child_o).repeat(children)
         overrides = {name: torch.cat([params[name].detach()[kept], child])
                      for name, child in values.items()}
     fresh = torch.arange(len(source), device=device) >= len(kept)

@@ -278,7 +278,8 @@ class Trainer:
         if self.step >= last:
             return
         window_start, window_steps = self.elapsed, 0
-        with _StopRequest() as stop, _Progress(cfg.quiet, self.step, cfg.steps, self.model.noun) as progress, \
+        progress_bar = _Progress(cfg.quiet, self.step, cfg.steps, self.model.noun)
+        with _StopRequest() as stop, progress_bar as progress, \
                 open(self.run_dir / METRICS_FILE, "a") as metrics:
             while self.step < last:
                 start = time.perf_counter()

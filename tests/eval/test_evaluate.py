@@ -15,14 +15,15 @@ from PIL import Image
 from recon.data import DataConfig, load_dataset
 from recon.errors import OutputExistsError, ReconError
 from recon.eval.evaluate import evaluate_run
-from recon.eval.metrics import ssim
 from recon.eval.report import write_report
+from recon.metrics import ssim
+from recon.models.base import sh_coefficients
+from recon.models.gaussians import create_splats, to_gaussians
+from recon.models.points import random_points, viewed_region
 from recon.render import render
 from recon.scenes import render_scene
 from recon.train.checkpoint import load_checkpoint, save_checkpoint
-from recon.train.splats import (
-    create_splats, random_points, sh_coefficients, to_gaussians, viewed_region,
-)
+from recon.train.config import DataOptions, FitConfig, to_dict
 
 N = 300
 STEP = 1234
@@ -49,12 +50,14 @@ def make_run(root: Path, data: Path, background: str = "white") -> tuple[Path, d
     splats["shN"].data = 0.2 * torch.randn(splats["shN"].shape, generator=g)
     run = root / "run"
     save_checkpoint(run, {
-        "step": STEP, "splats": {k: v.detach() for k, v in splats.items()}, "optimizers": {},
+        "step": STEP, "model": "gaussians",
+        "params": {k: v.detach() for k, v in splats.items()}, "optimizers": {},
         "strategy_state": {}, "sh_degree": 1, "max_sh_degree": 3, "rng": {},
-        "config": {"eps2d": 0.3, "antialiased": False, "strategy": "mcmc"},
+        "config": to_dict(FitConfig(data=data, strategy="mcmc", eps2d=0.3, antialiased=False,
+                                    data_options=DataOptions(background=background))),
         "normalization": dataset.normalization.to_dict(), "data_path": str(data),
         "data_config": asdict(config)})
-    rows = [{"step": s, "loss": 0.2 / (1 + s / 100), "psnr": 15 + s / 200, "num_gaussians": N,
+    rows = [{"step": s, "loss": 0.2 / (1 + s / 100), "psnr": 15 + s / 200, "num_primitives": N,
              "sec_per_step": 0.05, "elapsed": 0.05 * s} for s in range(50, STEP + 1, 50)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run / "config.yaml").write_text(f"data: {data}\nstrategy: mcmc\nmax_sh_degree: 3\n")
@@ -73,8 +76,9 @@ def test_evaluate_run_scores_the_test_split(tmp_path, scene, background):
     result = evaluate_run(run)
     saved = json.loads((run / "eval.json").read_text())
     assert saved == result
-    assert set(saved) == {"step", "num_gaussians", "psnr", "ssim", "per_image"}
-    assert saved["step"] == STEP and saved["num_gaussians"] == N
+    assert set(saved) == {"step", "model", "num_primitives", "psnr", "ssim", "per_image"}
+    assert saved["step"] == STEP and saved["num_primitives"] == N
+    assert saved["model"] == "gaussians"
     dataset = made["dataset"]
     test = dataset.indices("test")
     assert [r["index"] for r in saved["per_image"]] == test and len(test) == 8

@@ -8,11 +8,12 @@ from scipy.spatial.transform import Rotation
 from recon.cameras import Similarity
 from recon.cli import main
 from recon.errors import OutputExistsError, ReconError
+from recon.export import export_run
 from recon.export.meshes import export_mesh, wants_mesh
-from recon.export.splats import export_run
 from recon.mesh.extract import default_mesh_path, extract_run_mesh, transform_mesh
 from recon.mesh.io import load_mesh, make_mesh, save_mesh, vertex_colors
 from recon.mesh.options import TsdfOptions
+from recon.models.gaussians import GaussianModel
 
 
 def _mesh():
@@ -59,12 +60,14 @@ def test_export_without_an_extracted_mesh_says_what_to_run(tmp_path):
 
 
 def test_format_and_what_choose_splats_or_mesh():
-    assert not wants_mesh("ply") and not wants_mesh("splat")
-    assert wants_mesh("glb") and wants_mesh("obj") and wants_mesh("ply", "mesh")
+    gaussians = GaussianModel
+    assert not wants_mesh("ply", "auto", gaussians) and not wants_mesh("splat", "auto", gaussians)
+    assert wants_mesh("glb", "auto", gaussians) and wants_mesh("obj", "auto", gaussians)
+    assert wants_mesh("ply", "mesh", gaussians) and not wants_mesh("ply", "splats", gaussians)
     with pytest.raises(ReconError, match="--what mesh"):
-        wants_mesh("glb", "splats")
+        wants_mesh("glb", "splats", gaussians)
     with pytest.raises(ReconError, match="ply, obj, glb"):
-        wants_mesh("splat", "mesh")
+        wants_mesh("splat", "mesh", gaussians)
 
 
 def test_extract_refuses_bad_requests_before_any_work(tmp_path):

@@ -1,6 +1,7 @@
 """SuGaR extraction on Gaussians laid flat on a sphere: the level set and the Poisson mesh."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,12 +11,15 @@ from scipy.spatial.transform import Rotation
 
 from recon.cameras import Camera, look_at
 from recon.errors import ReconError
-from recon.mesh.density import GaussianDensity
 from recon.mesh.metrics import compare_meshes
 from recon.mesh.options import SugarOptions
 from recon.mesh.sugar import level_set_points, level_set_views, poisson_surface
 from recon.mesh.views import depth_points, render_views, surface_sphere
-from recon.train.splats import rgb_to_sh0
+from recon.models.base import sh_coefficients
+from recon.models.density import DEFAULT_NEIGHBORS
+from recon.models.gaussians import GaussianModel, to_gaussians
+from recon.render.sh import rgb_to_sh0
+from recon.train.config import FitConfig
 
 RADIUS = 0.5
 N = 4000
@@ -49,13 +53,20 @@ def sphere_splats() -> dict:
     }
 
 
+def density_of(splats):
+    """The Gaussian model's density field (SuGaR's 16 nearest centres)."""
+    return GaussianModel(FitConfig(data=Path("x")), 1.0).density(splats, DEFAULT_NEIGHBORS)
+
+
 @pytest.fixture(scope="module")
 def views():
     cams = []
     for eye in 2.0 * fibonacci_sphere(16):
         f = 32 / math.tan(math.radians(20))
         cams.append(Camera(64, 64, f, f, 32, 32, look_at(eye, np.zeros(3))))
-    return render_views(sphere_splats(), cams, sh_degree=0, backend="cpu")
+    splats = sphere_splats()
+    return render_views(to_gaussians(splats), sh_coefficients(splats), cams, sh_degree=0,
+                        backend="cpu")
 
 
 def expected_offset() -> float:
@@ -68,7 +79,7 @@ def expected_offset() -> float:
 @pytest.fixture(scope="module")
 def level_set(views):
     _, radius = surface_sphere(views)
-    density = GaussianDensity.from_splats(sphere_splats())
+    density = density_of(sphere_splats())
     return level_set_points(density, views, radius, SugarOptions(rays=10_000), seed=0)
 
 
@@ -91,7 +102,7 @@ def test_level_set_views_put_every_pixel_on_the_level(views, max_rays):
     where the rendered median depth sits at the Gaussians' centres, on a coarser pixel grid
     (cameras scaled) once the foreground exceeds ``max_rays``."""
     _, radius = surface_sphere(views)
-    density = GaussianDensity.from_splats(sphere_splats())
+    density = density_of(sphere_splats())
     level = level_set_views(density, views, radius, SugarOptions(), max_rays)
     foreground = sum(int((v.depth > 0).sum()) for v in views)
     stride = 1 if max_rays >= foreground else math.ceil(math.sqrt(foreground / max_rays))
@@ -137,11 +148,11 @@ def test_transparent_gaussians_give_a_clear_error(views):
     splats["opacities"][:] = -6.0  # opacity 0.0025: the density never reaches 0.3
     _, radius = surface_sphere(views)
     with pytest.raises(ReconError, match="--method tsdf"):
-        level_set_points(GaussianDensity.from_splats(splats), views, radius,
+        level_set_points(density_of(splats), views, radius,
                          SugarOptions(rays=2_000))
 
 
 def test_bad_options_are_user_errors(views):
     with pytest.raises(ReconError, match="sugar.level"):
-        level_set_points(GaussianDensity.from_splats(sphere_splats()), views, 1.0,
+        level_set_points(density_of(sphere_splats()), views, 1.0,
                          SugarOptions(level=1.5))

@@ -10,7 +10,9 @@ from recon.cameras import Camera
 from recon.errors import ReconError
 from recon.mesh.options import ViewOptions
 from recon.mesh.views import render_views
-from recon.train.splats import rgb_to_sh0
+from recon.models.base import sh_coefficients
+from recon.models.gaussians import to_gaussians
+from recon.render.sh import rgb_to_sh0
 
 FRONT, BACK = 1.0, 1.5
 
@@ -32,6 +34,11 @@ def layer(z: float, opacity: float, spacing: float = 0.02) -> dict:
     }
 
 
+def views(splats, camera, **options):
+    return render_views(to_gaussians(splats), sh_coefficients(splats), [camera], sh_degree=0,
+                        backend="cpu", **options)
+
+
 @pytest.fixture(scope="module")
 def two_layers():
     """A translucent sheet (accumulated opacity ≈ 0.6) in front of an opaque one."""
@@ -43,9 +50,9 @@ def two_layers():
 
 def test_median_depth_is_the_first_layer_that_hides_what_is_behind(two_layers):
     splats, camera, front, back = two_layers
-    a, b = (render_views(s, [camera], sh_degree=0, backend="cpu")[0].alpha for s in (front, back))
-    median = render_views(splats, [camera], sh_degree=0, backend="cpu", depth="median")[0]
-    expected = render_views(splats, [camera], sh_degree=0, backend="cpu", depth="expected")[0]
+    a, b = (views(s, camera)[0].alpha for s in (front, back))
+    median = views(splats, camera, depth="median")[0]
+    expected = views(splats, camera, depth="expected")[0]
     centre = (slice(8, 24), slice(8, 24))
     assert (a[centre] > 0.55).all() and (median.alpha[centre] > 0.99).all()
     # Every Gaussian of the front sheet is at z = 1 exactly, and it passes T = 0.5 on its own.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from recon.mesh.density import GaussianDensity, outward_normals
+from recon.models.density import GaussianDensity, outward_normals
 from recon.primitives.gaussians import quat_to_rotmat
 
 

@@ -1,4 +1,4 @@
-"""Splat export: 3DGS .ply layout, frame mapping, render-identical round trips, and .splat."""
+"""Gaussian splat files: 3DGS .ply layout, frame mapping, render-identical round trips, and .splat."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from scipy.spatial.transform import Rotation
 
 from recon.cameras import Camera, Similarity, look_at
 from recon.errors import ReconError
-from recon.export.splats import (
+from recon.models.base import sh_coefficients
+from recon.models.gaussians import to_gaussians
+from recon.models.splat_files import (
     read_ply, read_splat, rotate_sh, transform_splats, write_ply, write_splat,
 )
 from recon.render import render
 from recon.render.sh import eval_sh
-from recon.train.splats import sh_coefficients, to_gaussians
 
 W, H = 48, 36
 SH_DEGREE = 3

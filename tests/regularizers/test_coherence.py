@@ -190,12 +190,12 @@ def test_coherence_fit_keeps_gaussians_on_rays_and_resumes_bit_identically(spars
     count = int(reg.keep.sum())
     assert 0 < count < 3 * 48 * 48  # the transparent sky owns no Gaussians
     straight.train()
-    assert len(straight.splats["means"]) == count  # no densification
+    assert len(straight.params["means"]) == count  # no densification
 
     # The stored means are the decoded ones, and view 0's lie on their block centres' rays.
     with torch.no_grad():
         derived = reg._derived()
-    assert torch.equal(straight.splats["means"], derived["means"])
+    assert torch.equal(straight.params["means"], derived["means"])
     assert (derived["depth"] - reg.z0).abs().max() > 0  # the decoder has moved the depth
     rows, cols = torch.nonzero(reg.keep[0], as_tuple=True)
     uv, _ = straight.cameras[0].project(derived["means"][: len(rows)].double().numpy())
@@ -208,7 +208,7 @@ def test_coherence_fit_keeps_gaussians_on_rays_and_resumes_bit_identically(spars
     resumed = Trainer.open(coherence_config(sparse_scene, tmp_path / "b", resume=True))
     assert resumed.step == 4
     resumed.train()
-    for name, p in straight.splats.items():
-        assert torch.equal(p, resumed.splats[name]), name
+    for name, p in straight.params.items():
+        assert torch.equal(p, resumed.params[name]), name
     for a, b in zip(straight.regularizer.parameters(), resumed.regularizer.parameters()):
         assert torch.equal(a, b)

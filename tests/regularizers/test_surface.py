@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from recon.cameras import Camera
+from recon.models.base import create_optimizers
+from recon.models.gaussians import create_splats, to_gaussians
 from recon.regularizers.base import RunContext
 from recon.regularizers.knn import nearest_neighbors
 from recon.regularizers.options import SurfaceOptions
@@ -19,7 +21,6 @@ from recon.regularizers.surface import (SurfaceRegularizer, neighbour_density, o
 from recon.render import render
 from recon.strategies import MCMCStrategy
 from recon.train.config import FitConfig, InitOptions
-from recon.train.splats import create_optimizers, create_splats, to_gaussians
 from recon.train.trainer import Trainer
 
 PLANE_Z = 2.0
@@ -238,10 +239,10 @@ def surface_config(data, out, **changes) -> FitConfig:
 def test_surface_fit_prunes_and_resumes_bit_identically(tiny_npz, tmp_path):
     straight = Trainer.open(surface_config(tiny_npz, tmp_path / "a"))
     straight.train(until=14)
-    before_prune = len(straight.splats["means"])
+    before_prune = len(straight.params["means"])
     straight.train(until=15)
-    assert len(straight.splats["means"]) < before_prune  # transparent ones removed
-    assert (torch.sigmoid(straight.splats["opacities"]) >= 0.5).all()
+    assert len(straight.params["means"]) < before_prune  # transparent ones removed
+    assert (torch.sigmoid(straight.params["opacities"]) >= 0.5).all()
     straight.train()
 
     first = Trainer.open(surface_config(tiny_npz, tmp_path / "b"))
@@ -251,8 +252,8 @@ def test_surface_fit_prunes_and_resumes_bit_identically(tiny_npz, tmp_path):
     resumed = Trainer.open(surface_config(tiny_npz, tmp_path / "b", resume=True))
     assert resumed.step == 20
     resumed.train()
-    for name, p in straight.splats.items():
-        assert torch.equal(p, resumed.splats[name]), name
+    for name, p in straight.params.items():
+        assert torch.equal(p, resumed.params[name]), name
         assert torch.equal(straight.optimizers[name].state[p]["exp_avg_sq"],
-                           resumed.optimizers[name].state[resumed.splats[name]]["exp_avg_sq"])
+                           resumed.optimizers[name].state[resumed.params[name]]["exp_avg_sq"])
     assert torch.equal(straight.regularizer.knn, resumed.regularizer.knn)

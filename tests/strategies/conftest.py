@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from recon.cameras import Camera, look_at
-from recon.train.splats import create_optimizers
+from recon.models.base import create_optimizers
 
 LRS = {"means": 1.6e-4, "quats": 1e-3, "scales": 5e-3, "opacities": 5e-2, "sh0": 2.5e-3,
        "shN": 2.5e-3 / 20}

@@ -3,6 +3,7 @@ the world-size pruning after the first reset, the opacity reset, and a short tra
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,7 +14,11 @@ from recon.cameras import Camera, look_at
 from recon.errors import ReconError
 from recon.render import render
 from recon.strategies import DefaultStrategy
-from recon.train.splats import sh_coefficients, to_gaussians
+from recon.models.base import sh_coefficients
+from recon.models.gaussians import GaussianModel, to_gaussians
+from recon.train.config import FitConfig
+
+MODEL = GaussianModel(FitConfig(data=Path("x")), 1.0)
 
 
 def _no_view_info(n: int):
@@ -46,7 +51,7 @@ def _hand_made(splat_set, optimizers_for):
 def test_refinement_clones_splits_and_prunes_the_expected_gaussians(splat_set, optimizers_for):
     splats, optimizers, strategy, state = _hand_made(splat_set, optimizers_for)
     before = splats["means"].detach().clone()
-    strategy.step_post_backward(splats, optimizers, state, 600, _no_view_info(8))
+    strategy.step_post_backward(splats, optimizers, state, 600, _no_view_info(8), MODEL)
     # 0 and 4 cloned (+2), 1 and 6 split into two children each (+2), 5 pruned (−1).
     assert len(splats["means"]) == 11
     means = splats["means"].detach()
@@ -67,7 +72,7 @@ def test_refinement_clones_splits_and_prunes_the_expected_gaussians(splat_set, o
 def test_no_refinement_outside_the_window_or_off_the_interval(splat_set, optimizers_for):
     for step in (500, 650, 15_000):  # start is exclusive, 650 is off-interval, stop is exclusive
         splats, optimizers, strategy, state = _hand_made(splat_set, optimizers_for)
-        strategy.step_post_backward(splats, optimizers, state, step, _no_view_info(8))
+        strategy.step_post_backward(splats, optimizers, state, step, _no_view_info(8), MODEL)
         assert len(splats["means"]) == 8, step
 
 
@@ -78,7 +83,7 @@ def test_large_gaussians_are_pruned_only_after_the_first_reset(splat_set, optimi
         splats, optimizers, strategy, state = _hand_made(splat_set, optimizers_for)
         splats["opacities"].data[5] = 0.0  # keep 5 alive here
         state["grad2d"].zero_()
-        strategy.step_post_backward(splats, optimizers, state, step, _no_view_info(8))
+        strategy.step_post_backward(splats, optimizers, state, step, _no_view_info(8), MODEL)
         assert len(splats["means"]) == expected
         assert int((splats["scales"].detach().exp().amax(-1) > 0.1).sum()) == large
 
@@ -88,7 +93,7 @@ def test_opacity_reset_every_3000_steps(splat_set, optimizers_for):
     splats["opacities"].data[5] = torch.logit(torch.tensor(0.007))  # below the reset value
     state["grad2d"].zero_()
     old = torch.sigmoid(splats["opacities"].detach().clone())
-    strategy.step_post_backward(splats, optimizers, state, 3000, _no_view_info(8))
+    strategy.step_post_backward(splats, optimizers, state, 3000, _no_view_info(8), MODEL)
     new = torch.sigmoid(splats["opacities"].detach())
     assert torch.allclose(new, old.clamp_max(0.01), rtol=1e-6, atol=0)  # 2 × prune_opa
     assert float(new.max()) == pytest.approx(0.01, rel=1e-6)
@@ -99,7 +104,7 @@ def test_opacity_reset_every_3000_steps(splat_set, optimizers_for):
 def test_revised_opacity_children(splat_set, optimizers_for):
     splats, optimizers, _, state = _hand_made(splat_set, optimizers_for)
     DefaultStrategy(revised_opacity=True).step_post_backward(splats, optimizers, state, 600,
-                                                             _no_view_info(8))
+                                                             _no_view_info(8), MODEL)
     children = torch.sigmoid(splats["opacities"].detach()[7:])
     assert torch.allclose(children, torch.full((4,), 1 - 0.5 ** 0.5), rtol=1e-5)
 
@@ -125,7 +130,7 @@ def test_statistic_is_the_ndc_gradient_norm_summed_over_visible_views(splat_set,
     strategy.step_pre_backward(splats, {}, state, 1, info)
     target = torch.linspace(0, 1, 3 * 32 * 32).reshape(3, 32, 32)
     (info.features - target).abs().mean().backward()
-    strategy.step_post_backward(splats, {}, state, 1, info)
+    strategy.step_post_backward(splats, {}, state, 1, info, MODEL)
 
     seen = info.radii > 0
     assert seen[0, 0] and not seen[1, 0]
@@ -147,7 +152,8 @@ def test_absgrad_without_absgrad_render_is_refused(splat_set):
                   sh_degree=1)
     strategy = DefaultStrategy(absgrad=True)
     with pytest.raises(ReconError, match="absgrad=True"):
-        strategy.step_post_backward(splats, {}, strategy.initialize_state(1.0), 1, info)
+        strategy.step_post_backward(splats, {}, strategy.initialize_state(1.0), 1, info,
+                                    MODEL)
 
 
 def test_short_training_loop_densifies_and_keeps_adam_consistent(splat_set, optimizers_for):
@@ -170,7 +176,7 @@ def test_short_training_loop_densifies_and_keeps_adam_consistent(splat_set, opti
         for opt in optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
-        strategy.step_post_backward(splats, optimizers, state, step, info)
+        strategy.step_post_backward(splats, optimizers, state, step, info, MODEL)
         strategy.check_sanity(splats, optimizers)
         counts.append(len(splats["means"]))
     # Every visible Gaussian is cloned or split each step; the pruning threshold removes none.

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from recon.models.gaussians import GaussianModel
 from recon.strategies import MCMCStrategy
+from recon.train.config import FitConfig
+
+MODEL = GaussianModel(FitConfig(data=Path("x")), 1.0)
 
 
 def test_growth_is_five_percent_floored_and_capped():
@@ -28,7 +33,7 @@ def test_steps_grow_the_set_to_the_cap_and_no_further(splat_set, optimizers_for)
     state = strategy.initialize_state(1.0)
     counts = {}
     for step in (400, 500, 600, 650, 700, 800, 900, 1000, 25_000):
-        strategy.step_post_backward(splats, optimizers, state, step, None, lr=1e-4)
+        strategy.step_post_backward(splats, optimizers, state, step, None, MODEL, lr=1e-4)
         counts[step] = len(splats["means"])
         strategy.check_sanity(splats, optimizers)
     # No growth at or before refine_start_iter (500), off the 100-step interval, or at the stop.
@@ -44,7 +49,7 @@ def test_refinement_relocates_every_dead_gaussian(splat_set, optimizers_for):
     strategy = MCMCStrategy(cap_max=40)  # no growth: the count must stay 40
     state = strategy.initialize_state(1.0)
     dead_means = splats["means"].detach()[::5].clone()
-    strategy.step_post_backward(splats, optimizers, state, 600, None, lr=1e-4)
+    strategy.step_post_backward(splats, optimizers, state, 600, None, MODEL, lr=1e-4)
     opacity = torch.sigmoid(splats["opacities"].detach())
     assert len(opacity) == 40
     assert int((opacity <= strategy.min_opacity).sum()) == 0
@@ -70,7 +75,7 @@ def test_noise_uses_the_means_learning_rate(splat_set, optimizers_for):
     def displacement(lr):
         splats["means"].data.copy_(start)
         torch.manual_seed(0)
-        strategy.step_post_backward(splats, optimizers, {}, 1, None, lr=lr)
+        strategy.step_post_backward(splats, optimizers, {}, 1, None, MODEL, lr=lr)
         return splats["means"].detach() - start
 
     from_optimizer = displacement(None)
@@ -84,7 +89,7 @@ def test_noise_uses_the_means_learning_rate(splat_set, optimizers_for):
 def test_regularization_is_the_weighted_opacity_and_scale_means(splat_set):
     splats = splat_set(10)
     strategy = MCMCStrategy(opacity_reg=0.01, scale_reg=0.02)
-    value = strategy.regularization(splats)
+    value = strategy.regularization(splats, MODEL)
     expected = (0.01 * torch.sigmoid(splats["opacities"]).mean()
                 + 0.02 * splats["scales"].exp().mean())
     assert float(value.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)

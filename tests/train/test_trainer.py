@@ -19,8 +19,9 @@ from recon.strategies import MCMCStrategy
 from recon.train import checkpoint as ckpt
 from recon.train.backends import BackendError
 from recon.train.config import FitConfig, InitOptions, from_dict
-from recon.train.trainer import (METRICS_FILE as METRICS, NonFiniteError, Trainer,
-                                 TrainingInterrupted, _is_photo_folder, fit)
+from recon.run import METRICS_FILE as METRICS
+from recon.train.trainer import (NonFiniteError, Trainer, TrainingInterrupted, _is_photo_folder,
+                                 fit)
 
 
 def tiny_config(data: Path, out: Path, **changes) -> FitConfig:
@@ -38,9 +39,9 @@ def tiny_config(data: Path, out: Path, **changes) -> FitConfig:
 
 def full_state(trainer: Trainer) -> dict[str, torch.Tensor]:
     """Every tensor the next step depends on: parameters and Adam moments."""
-    state = {f"param/{k}": p.detach().clone() for k, p in trainer.splats.items()}
+    state = {f"param/{k}": p.detach().clone() for k, p in trainer.params.items()}
     for name, opt in trainer.optimizers.items():
-        for key, value in opt.state[trainer.splats[name]].items():
+        for key, value in opt.state[trainer.params[name]].items():
             state[f"adam/{name}/{key}"] = value.clone()
     return state
 
@@ -49,11 +50,11 @@ def test_fit_learns_and_writes_the_run(tiny_npz, tmp_path):
     run = fit(tiny_config(tiny_npz, tmp_path / "run", steps=60, checkpoint_every=25))
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == list(range(5, 61, 5))
-    assert set(lines[0]) == {"step", "loss", "psnr", "num_gaussians", "sec_per_step", "elapsed"}
+    assert set(lines[0]) == {"step", "loss", "psnr", "num_primitives", "sec_per_step", "elapsed"}
     # The blobs are easy: 60 steps must lower the loss clearly (seen: ~0.26 -> ~0.10).
     assert lines[-1]["loss"] < 0.7 * lines[0]["loss"]
     # MCMC grows 5 % per refinement (steps 5, 10, ...) up to the cap.
-    assert lines[-1]["num_gaussians"] == 420
+    assert lines[-1]["num_primitives"] == 420
     assert lines[-1]["elapsed"] > lines[0]["elapsed"] > 0
     # Checkpoints every 25 steps and at the end.
     assert [s for s, _ in ckpt.list_checkpoints(run)] == [25, 50, 60]
@@ -61,8 +62,8 @@ def test_fit_learns_and_writes_the_run(tiny_npz, tmp_path):
     assert saved.init.opacity == 0.5 and saved.init.scale == 0.1  # resolved for mcmc
     assert saved.data == tiny_npz.resolve()
     state = ckpt.load_checkpoint(run)
-    assert state["step"] == 60 and state["sh_degree"] == 2
-    assert len(state["splats"]["means"]) == 420
+    assert state["step"] == 60 and state["sh_degree"] == 2 and state["model"] == "gaussians"
+    assert len(state["params"]["means"]) == 420
 
 
 def test_resume_is_bit_identical(tiny_npz, tmp_path):
@@ -84,6 +85,30 @@ def test_resume_is_bit_identical(tiny_npz, tmp_path):
         assert torch.equal(a[key], b[key]), key
     steps = [json.loads(x)["step"] for x in (tmp_path / "b" / METRICS).read_text().splitlines()]
     assert steps == [5, 10, 15, 20, 25, 30]
+
+
+def test_resume_from_a_checkpoint_written_before_models(tiny_npz, tmp_path):
+    """A checkpoint whose payload names the parameters "splats" (and records no model) resumes
+    as a Gaussian run, bit for bit like one that was never interrupted."""
+    straight = Trainer.open(tiny_config(tiny_npz, tmp_path / "a"))
+    straight.train()
+
+    first = Trainer.open(tiny_config(tiny_npz, tmp_path / "b"))
+    first.train(until=15)
+    path = first.save_checkpoint()
+    del first
+    state = torch.load(path, weights_only=False)
+    state["splats"] = state.pop("params")
+    del state["model"]
+    torch.save(state, path)
+    resumed = Trainer.open(tiny_config(tiny_npz, tmp_path / "b", resume=True))
+    assert resumed.step == 15 and resumed.model.name == "gaussians"
+    resumed.train()
+
+    a, b = full_state(straight), full_state(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
 def test_resume_drops_log_lines_after_the_checkpoint(tiny_npz, tmp_path):
@@ -110,7 +135,7 @@ def test_nan_loss_stops_without_stepping_and_keeps_the_checkpoint(tiny_npz, tmp_
     good = ckpt.checkpoint_path(tmp_path / "run", 10)
     good_bytes = good.read_bytes()
     with torch.no_grad():
-        trainer.splats["sh0"][:] = float("nan")  # every pixel's colour becomes NaN
+        trainer.params["sh0"][:] = float("nan")  # every pixel's colour becomes NaN
     before = full_state(trainer)
     with pytest.raises(NonFiniteError,
                        match=r"Step 11: the loss is nan.*step_000010\.pt.*--resume"):
@@ -127,7 +152,7 @@ def test_nan_gradient_is_caught(tiny_npz, tmp_path):
     trainer = Trainer.open(tiny_config(tiny_npz, tmp_path / "run"))
     trainer.train(until=2)
     with torch.no_grad():
-        trainer.splats["means"][:] = float("nan")  # culled, so the loss stays finite
+        trainer.params["means"][:] = float("nan")  # culled, so the loss stays finite
     with pytest.raises(NonFiniteError, match=r"Step 3: (the loss|the gradient)"):
         trainer.train()
 
@@ -135,7 +160,7 @@ def test_nan_gradient_is_caught(tiny_npz, tmp_path):
 def test_non_finite_parameters_are_never_checkpointed(tiny_npz, tmp_path):
     trainer = Trainer.open(tiny_config(tiny_npz, tmp_path / "run"))
     with torch.no_grad():
-        trainer.splats["shN"][0, 0, 0] = float("inf")  # unused at SH degree 0
+        trainer.params["shN"][0, 0, 0] = float("inf")  # unused at SH degree 0
     with pytest.raises(NonFiniteError, match="shN"):
         trainer.save_checkpoint()
     assert ckpt.list_checkpoints(tmp_path / "run") == []
@@ -196,7 +221,7 @@ def test_gsplat_backend_learns(tiny_npz, tmp_path):
     run = fit(tiny_config(tiny_npz, tmp_path / "run", backend="gsplat", steps=60))
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["loss"] < 0.7 * lines[0]["loss"]
-    assert ckpt.load_checkpoint(run)["splats"]["means"].shape == (420, 3)
+    assert ckpt.load_checkpoint(run)["params"]["means"].shape == (420, 3)
 
 
 def test_default_strategy_runs_with_fixed_background(tiny_npz, tmp_path):
@@ -209,7 +234,7 @@ def test_default_strategy_runs_with_fixed_background(tiny_npz, tmp_path):
     trainer = Trainer.open(cfg)
     trainer.train()
     # With a tiny threshold every seen Gaussian grows at steps 10, 15 (> start 5): more of them.
-    assert len(trainer.splats["means"]) > 300
+    assert len(trainer.params["means"]) > 300
     target = trainer._target(0, trainer.fixed_background)
     rgba = trainer.images[0].float() / 255
     assert torch.allclose(target, rgba[:3] * rgba[3:])  # composited on black

@@ -1,11 +1,12 @@
-"""The viewer's own logic without a browser: splat conversion, frustum clicks, path recording,
-the render loop's moving/resting quality."""
+"""The viewer's own logic without a browser: what the browser draws of a model, frustum clicks,
+path recording, the render loop's moving/resting quality."""
 
 from __future__ import annotations
 
 import contextlib
 import math
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,7 +17,8 @@ from recon.viewer.app import open_viewer
 from recon.viewer.paths import CameraPath, Keyframe
 from recon.viewer.render_loop import (FINAL_QUALITY, PREVIEW_MAX_SIDE, PREVIEW_QUALITY,
                                       ClientRenderLoop, RenderSettings, frame_size)
-from recon.viewer.scene import browser_splats, thumbnail
+from recon.viewer.scene import add_model, thumbnail
+from recon.viewer.views import SplatView
 
 
 class FakeClient:
@@ -36,18 +38,33 @@ class FakeClient:
         return contextlib.nullcontext()
 
 
-def test_browser_splats_covariance_colour_opacity():
-    angle = math.pi / 2  # 90° about z: the x and y axes swap
-    splats = {"means": torch.tensor([[1.0, 2.0, 3.0]]),
-              "quats": torch.tensor([[math.cos(angle / 2), 0.0, 0.0, math.sin(angle / 2)]]),
-              "scales": torch.log(torch.tensor([[0.5, 0.1, 0.2]])),
-              "opacities": torch.tensor([0.0]),
-              "sh0": torch.zeros(1, 1, 3), "shN": torch.zeros(1, 15, 3)}
-    out = browser_splats(splats)
-    np.testing.assert_allclose(out["covariances"][0], np.diag([0.01, 0.25, 0.04]), atol=1e-7)
-    np.testing.assert_allclose(out["rgbs"][0], 0.5)        # SH DC 0 is mid grey
-    np.testing.assert_allclose(out["opacities"][0], [0.5])  # sigmoid(0)
-    np.testing.assert_allclose(out["centers"][0], [1, 2, 3])
+def test_add_model_draws_the_models_browser_view():
+    """Gaussians go to viser as Gaussian splats (GaussianModel.browser_view: tested in
+    tests/models/test_gaussians.py); a model whose browser view is a mesh goes as a mesh."""
+    import trimesh
+
+    from recon.models.gaussians import GaussianModel
+    from recon.train.config import FitConfig
+
+    calls = []
+    scene = SimpleNamespace(
+        add_gaussian_splats=lambda name, visible, **arrays: calls.append(("splats", name,
+                                                                          visible, arrays)),
+        add_mesh_trimesh=lambda name, mesh, visible: calls.append(("mesh", name, visible, mesh)))
+    splats = {"means": torch.zeros(2, 3), "quats": torch.tensor([[1.0, 0, 0, 0]]).repeat(2, 1),
+              "scales": torch.zeros(2, 3), "opacities": torch.zeros(2),
+              "sh0": torch.zeros(2, 1, 3), "shN": torch.zeros(2, 0, 3)}
+    model = GaussianModel(FitConfig(data=Path("x")), 1.0)
+    add_model(scene, SplatView(model, splats, 0), visible=False)
+    kind, name, visible, arrays = calls.pop()
+    assert (kind, name, visible) == ("splats", "/model", False)
+    assert set(arrays) == {"centers", "covariances", "rgbs", "opacities"}
+    assert arrays["centers"].shape == (2, 3)
+
+    box = trimesh.creation.box()
+    hulls = SimpleNamespace(browser_view=lambda params: box, count=lambda params: 1)
+    add_model(scene, SplatView(hulls, {}, 0), name="/hulls")
+    assert calls.pop() == ("mesh", "/hulls", True, box)
 
 
 def test_thumbnail_composites_alpha_over_white():
@@ -127,7 +144,7 @@ def test_run_meshes_are_shown_in_the_run_frame(fitted_run, tmp_path, monkeypatch
     import trimesh
 
     import recon.viewer.app as app
-    from recon.export.splats import export_run
+    from recon.export import export_run
     from recon.viewer.scene import add_mesh
 
     run = tmp_path / "run"

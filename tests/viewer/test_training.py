@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from recon.export.splats import read_ply
+from recon.models.splat_files import read_ply
 from recon.train.checkpoint import list_checkpoints
 from recon.viewer.app import Viewer
 from recon.viewer.training import TrainingPanel, attach_viewer
@@ -50,10 +50,10 @@ def test_pause_blocks_steps_and_buttons_save_and_export(trainer):
 
         panel.request("save")                     # the Save checkpoint button, while paused
         _wait_for(lambda: [s for s, _ in list_checkpoints(trainer.run_dir)] == [1])
-        panel.request("export")                   # the Export splats button
+        panel.request("export")                   # the Export model button
         _wait_for(lambda: panel.last_export is not None)
         exported = read_ply(panel.last_export)
-        assert exported["means"].shape[0] == trainer.splats["means"].shape[0]
+        assert exported["means"].shape[0] == trainer.count
         time.sleep(0.2)
         assert trainer.step == 1                  # still paused after both actions
 
@@ -80,7 +80,7 @@ def test_listener_with_nobody_connected_does_no_work(trainer, monkeypatch):
         monkeypatch.setattr(Viewer, "num_clients", property(lambda self: 1))
         trainer.train(until=8)
         assert len(published) == 1  # one snapshot per SCENE_INTERVAL (2 s) for a browser
-        assert published[0].num_gaussians == trainer.splats["means"].shape[0]
+        assert published[0].count == trainer.count == trainer.params["means"].shape[0]
     finally:
         viewer.close()
 

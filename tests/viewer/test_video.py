@@ -34,9 +34,9 @@ def test_render_orbit_video(fitted_run, tmp_path, capsys):
 
 
 def test_render_json_path_in_depth_mode(fitted_run, tmp_path):
-    from recon.eval.evaluate import load_run
+    from recon.run import load_run
 
-    cameras = load_run(fitted_run)["dataset"].cameras  # paths live in the run's frame
+    cameras = load_run(fitted_run).dataset.cameras  # paths live in the run's frame
     path_file = orbit_path(cameras, fps=5, seconds=1.0).save(tmp_path / "p.json")
     out = tmp_path / "depth.mp4"
     main(["render", str(fitted_run), "--path", str(path_file), "--out", str(out),
@@ -48,11 +48,12 @@ def test_render_json_path_in_depth_mode(fitted_run, tmp_path):
 
 
 def test_render_modes_differ_where_the_scene_is(fitted_run):
-    from recon.eval.evaluate import load_run
+    from recon.run import load_run
 
     run = load_run(fitted_run)
-    view = SplatView(run["splats"], run["sh_degree"])
-    camera = run["dataset"].cameras[0]
+    view = SplatView(run.model, run.params, run.sh_degree)
+    assert view.count == run.count > 0
+    camera = run.dataset.cameras[0]
     images = {mode: view.render(camera, mode) for mode in RENDER_MODES}
     alpha = images["alpha"][..., 0] / 255.0
     drawn = alpha > 0.9
