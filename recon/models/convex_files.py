@@ -30,6 +30,7 @@ from torch import Tensor
 from recon.cameras import Similarity
 from recon.errors import ReconError
 from recon.models.base import OPACITY, Params
+from recon.models.splat_files import rotate_sh, write_float_table
 from recon.render.sh import num_bases, sh0_to_rgb
 
 HULL_TOLERANCE = 1e-6
@@ -39,8 +40,6 @@ HULL_TOLERANCE = 1e-6
 def write_ply(path: Path, params: Params, normalization: Similarity | None,
               sh_degree: int) -> Path:
     """Write the convexes as a ``.ply`` in the input frame (see the module docstring)."""
-    from plyfile import PlyData, PlyElement
-
     c = _to_input_frame(_visible(params), normalization)
     n, k = c["points"].shape[:2]
     rest = c["shN"].clone()
@@ -48,15 +47,8 @@ def write_ply(path: Path, params: Params, normalization: Similarity | None,
     rest = rest.transpose(1, 2).reshape(n, -1)
     columns = [c["points"].reshape(n, -1), c["deltas"][:, None], c["sigmas"][:, None],
                c[OPACITY][:, None], c["sh0"][:, 0, :], rest]
-    table = torch.cat(columns, 1).numpy().astype(np.float32)
-    names = property_names(k, rest.shape[1])
-    row = np.empty(n, dtype=[(name, "<f4") for name in names])
-    for i, name in enumerate(names):
-        row[name] = table[:, i]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    PlyData([PlyElement.describe(row, "convex")], text=False, byte_order="<").write(str(path))
-    return path
+    return write_float_table(path, "convex", property_names(k, rest.shape[1]),
+                             torch.cat(columns, 1).numpy())
 
 
 def read_ply(path: Path, normalization: Similarity | None = None) -> dict[str, Tensor]:
@@ -174,8 +166,6 @@ def _to_input_frame(params: dict[str, Tensor], normalization: Similarity | None)
 
 def _transform(params: dict[str, Tensor], sim: Similarity) -> dict[str, Tensor]:
     """The same convexes after the world is mapped by ``sim`` (x' = s R x + t)."""
-    from recon.models.splat_files import rotate_sh
-
     out = dict(params)
     rot = torch.as_tensor(sim.rotation, dtype=torch.float64)
     shift = torch.as_tensor(sim.translation, dtype=torch.float64)

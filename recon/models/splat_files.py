@@ -53,20 +53,24 @@ def write_ply(path: Path, splats: Mapping[str, Tensor],
               normalization: Similarity | None = None) -> Path:
     """Write ``splats`` (gsplat layout, recon's normalised frame) as a standard 3DGS ``.ply``
     in the input's world frame (``normalization`` is the dataset's input -> normalised map)."""
-    from plyfile import PlyData, PlyElement
-
     s = _to_numpy(transform_splats(splats, _to_input_frame(normalization)))
     n, rest = len(s["means"]), s["shN"].transpose(0, 2, 1).reshape(len(s["means"]), -1)
     columns = [s["means"], np.zeros((n, 3), np.float32), s["sh0"][:, 0, :], rest,
                s["opacities"][:, None], s["scales"], s["quats"]]
-    table = np.concatenate(columns, axis=1).astype(np.float32)
-    names = ply_property_names(rest.shape[1])
-    vertex = np.empty(n, dtype=[(name, "<f4") for name in names])
+    table = np.concatenate(columns, axis=1)
+    return write_float_table(path, "vertex", ply_property_names(rest.shape[1]), table)
+
+
+def write_float_table(path: Path, element: str, names: list[str], table: np.ndarray) -> Path:
+    """Write ``table`` [N, len(names)] as one binary little-endian float32 ``.ply`` element."""
+    from plyfile import PlyData, PlyElement
+
+    rows = np.empty(len(table), dtype=[(name, "<f4") for name in names])
     for i, name in enumerate(names):
-        vertex[name] = table[:, i]
+        rows[name] = table[:, i]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<").write(str(path))
+    PlyData([PlyElement.describe(rows, element)], text=False, byte_order="<").write(str(path))
     return path
 
 
@@ -228,4 +232,4 @@ def _to_bytes(values: np.ndarray) -> np.ndarray:
 
 __all__ = ["SPLAT_ROW", "ply_property_names", "quat_multiply",
            "read_ply", "read_splat", "rotate_sh", "rotation_to_quat", "transform_splats",
-           "write_ply", "write_splat"]
+           "write_float_table", "write_ply", "write_splat"]
