@@ -111,3 +111,22 @@ def test_eval_every_export_and_a_viewer_frame(model, tiny_npz, tmp_path):
     assert frame.shape == (camera.height, camera.width, 3) and frame.dtype == np.uint8
     # Something is drawn over the white background.
     assert (frame < 250).any(-1).mean() > 0.05
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_mesh_extraction_works_or_says_why_not(model, tiny_npz, tmp_path):
+    """tsdf meshes any model's rendered depth; sugar needs the Gaussians' density field and
+    says so for other models, before any work."""
+    from recon.errors import ReconError
+    from recon.mesh.extract import extract_run_mesh
+    from recon.mesh.io import load_mesh
+    from recon.mesh.options import TsdfOptions
+
+    run_dir = tmp_path / "run"
+    Trainer.open(model_config(model, tiny_npz, run_dir)).train()
+    mesh = load_mesh(extract_run_mesh(run_dir, "tsdf", tsdf=TsdfOptions(voxels=64),
+                                      backend="cpu", quiet=True))
+    assert len(mesh.faces) > 100
+    if model != "gaussians":  # only Gaussians have a density field
+        with pytest.raises(ReconError, match="--method tsdf"):
+            extract_run_mesh(run_dir, "sugar", backend="cpu", quiet=True)
