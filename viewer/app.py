@@ -272,18 +272,17 @@ def open_viewer(target: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_P
         raise ViewerError(f"Cannot view {target}: expected a run directory, a 3DGS .ply or a "
                           f"mesh ({', '.join(MESH_SUFFIXES)}).")
     if target.suffix.lower() == ".ply" and _is_splat_ply(target):
+        from recon.models.base import sh_degree_of
         from recon.models.gaussians import GaussianModel
         from recon.models.splat_files import read_ply
-        from recon.render.sh import MAX_DEGREE, num_bases
         from recon.train.config import FitConfig
 
         splats = read_ply(target)
-        k = splats["shN"].shape[1] + 1
-        degree = next(d for d in range(MAX_DEGREE + 1) if num_bases(d) == k)
         viewer = Viewer.start(host, port, paths_dir=target.parent, quiet=quiet)
         model = GaussianModel(FitConfig(data=target), scene_scale=1.0)  # default projection
-        viewer.set_view(SplatView(model, splats, degree, backend=_cpu_or_auto(backend)))
-        _aim_at(viewer, splats["means"].numpy())
+        viewer.set_view(SplatView(model, splats, sh_degree_of(splats),
+                                  backend=_cpu_or_auto(backend)))
+        _aim_at(viewer, model.primitives(splats).centers.numpy())
         return viewer
     viewer = Viewer.start(host, port, paths_dir=target.parent, quiet=quiet)
     viewer.show_mesh(target)
@@ -306,8 +305,10 @@ def _open_run(run_dir: Path, host: str, port: int, step: int | None, backend: st
     background = (1.0,) * 3 if run.background == "white" else (0.0,) * 3
     viewer.set_view(SplatView(run.model, run.params, run.sh_degree, background=background,
                               backend=_cpu_or_auto(backend)))
-    for mesh in sorted((run_dir / "export").glob("*")):
-        if mesh.suffix.lower() in MESH_SUFFIXES and not _is_splat_ply(mesh):
+    # The meshes `recon extract-mesh` wrote (and their conversions), not the model's own exports
+    # (splats.ply, convexes.ply / .glb: the model is shown already).
+    for mesh in sorted((run_dir / "export").glob("mesh_*")):
+        if mesh.suffix.lower() in MESH_SUFFIXES:
             viewer.show_mesh(mesh, dataset.normalization)  # exports are in the input frame
     return viewer
 

@@ -178,6 +178,14 @@ def peak_preserving_opacity(opacities: Tensor, copies: Tensor | int) -> Tensor:
     return 1.0 - torch.pow(1.0 - opacities, exponent)
 
 
+def sh_degree_of(params: Params) -> int:
+    """The SH degree the model's ``shN`` holds bands for."""
+    from recon.render.sh import MAX_DEGREE
+
+    k = params["shN"].shape[1] + 1
+    return next(d for d in range(MAX_DEGREE + 1) if num_bases(d) == k)
+
+
 def sh_coefficients(params: Params) -> Tensor:
     """All SH coefficients [N, K, 3] of a model, DC band first."""
     return torch.cat([params["sh0"], params["shN"]], 1)
@@ -202,4 +210,4 @@ def create_optimizers(params: torch.nn.ParameterDict, lrs: dict[str, float],
 
 
 __all__ = ["OPACITY", "Model", "Params", "as_parameters", "create_optimizers",
-           "peak_preserving_opacity", "sh_coefficients", "sh_rows"]
+           "peak_preserving_opacity", "sh_coefficients", "sh_degree_of", "sh_rows"]

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recon.cameras import Camera, cameras_to_tensors
+from recon.models.gaussians import to_gaussians
 from recon.primitives.gaussians import quat_to_rotmat
 from recon.regularizers.base import Regularizer, RunContext, StepContext
 from recon.regularizers.knn import nearest_neighbors
@@ -67,7 +68,7 @@ class SurfaceRegularizer(Regularizer):
             return o.entropy_weight * opacity_entropy(ctx.splats["opacities"])
         if ctx.step < self.prune_step:
             return None
-        self._refresh_knn(ctx.splats["means"], ctx.step)
+        self._refresh_knn(to_gaussians(ctx.splats).means, ctx.step)
         owners = self._sample_owners(ctx.result.radii[0] > 0)
         if owners is None:
             return None
@@ -212,14 +213,14 @@ def surface_terms(splats, knn: Tensor, owners: Tensor, noise: Tensor, camera: Ca
     surface towards the samples of the Gaussians behind it, which sank fitted surfaces by ~0.5 %
     of their size."""
     depth = depth.detach()
-    points = sample_points(splats["means"], splats["quats"], splats["scales"], owners, noise,
-                           sample_std)
+    g = to_gaussians(splats)
+    points = sample_points(g.means, g.quats, g.log_scales, owners, noise, sample_std)
     gap, per_depth, valid = depth_sdf(points, camera, depth)
     valid &= gap.detach().abs() < depth_band
     if not bool(valid.any()):
         return None
-    field = neighbour_density(points[valid], knn[owners[valid]], splats["means"], splats["quats"],
-                              splats["scales"], splats["opacities"])
+    field = neighbour_density(points[valid], knn[owners[valid]], g.means, g.quats, g.log_scales,
+                              g.opacity_logits)
     # The distance to the depth surface, like f, is measured across the local plane (normal n*
     # of the dominant Gaussian), not along the ray: |gap ⟨n*, ray step per unit depth⟩|.
     across = (field.normal.detach() * per_depth[valid]).sum(-1).abs()

@@ -150,6 +150,7 @@ def test_run_meshes_are_shown_in_the_run_frame(fitted_run, tmp_path, monkeypatch
     run = tmp_path / "run"
     shutil.copytree(fitted_run, run)
     export_run(run)                                      # export/splats.ply: not a mesh
+    (run / "export" / "convexes.glb").write_bytes(b"")  # a model export: not shown either
     box = trimesh.creation.box(extents=(1.0, 2.0, 3.0))
     box.export(run / "export" / "mesh_tsdf.ply")         # extract-mesh's name, input frame
     shown = []
@@ -165,5 +166,19 @@ def test_run_meshes_are_shown_in_the_run_frame(fitted_run, tmp_path, monkeypatch
         add_mesh(scene, run / "export" / "mesh_tsdf.ply", transform)
         np.testing.assert_allclose(added[0].vertices, transform.apply(box.vertices), atol=1e-5)
         assert transform.scale != 1.0  # the blobs' cameras (radius 3) are scaled to a unit sphere
+    finally:
+        viewer.close()
+
+
+def test_a_3dgs_ply_file_is_viewed_as_its_splats(fitted_run, tmp_path):
+    from recon.export import export_run
+    from recon.models.splat_files import read_ply
+
+    ply = export_run(fitted_run, out=tmp_path / "splats.ply")
+    viewer = open_viewer(ply, port=0, quiet=True)
+    try:
+        view = viewer._view
+        assert view.model.name == "gaussians" and view.count == len(read_ply(ply)["opacities"])
+        assert view.sh_degree == 3  # every band the file holds (max_sh_degree 3)
     finally:
         viewer.close()
