@@ -198,7 +198,7 @@ def run_reference(args, workdir: Path) -> dict:
     from recon.models.base import create_optimizers, sh_coefficients
     from recon.models.gaussians import create_splats
     from recon.train.losses import photometric_loss
-    from recon.train.schedules import active_sh_degree, exponential_decay
+    from recon.schedules import active_sh_degree, exponential_decay
 
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)

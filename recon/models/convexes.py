@@ -30,6 +30,7 @@ from torch import Tensor
 from recon.models.base import OPACITY, Model, Params, as_parameters, sh_rows
 from recon.models.points import mean_neighbour_distance
 from recon.primitives.convexes import Convexes
+from recon.schedules import exponential_decay
 
 MASK_THRESHOLD = 0.01
 """A convex is drawn while sigmoid(mask logit) exceeds this (3DCS's binarisation)."""
@@ -109,8 +110,6 @@ class ConvexModel(Model):
         }, device)
 
     def learning_rates(self, step: int) -> dict[str, float]:
-        from recon.train.schedules import exponential_decay
-
         o = self.options
         points = exponential_decay(o.points_lr * self.scene_scale, o.points_lr_final, step,
                                    self.config.steps)

@@ -27,6 +27,7 @@ from recon.models.base import (OPACITY, Model, Params, as_parameters, peak_prese
 from recon.models.points import mean_neighbour_distance
 from recon.primitives.gaussians import Gaussians, covariances, quat_to_rotmat
 from recon.render.sh import sh0_to_rgb
+from recon.schedules import exponential_decay
 
 PARAMETER_NAMES = ("means", "quats", "scales", "opacities", "sh0", "shN")
 
@@ -88,8 +89,6 @@ class GaussianModel(Model):
                              generator=generator, device=device)
 
     def learning_rates(self, step: int) -> dict[str, float]:
-        from recon.train.schedules import exponential_decay
-
         o = self.config.optim
         means = exponential_decay(o.means_lr * self.scene_scale, o.means_lr_final, step,
                                   self.config.steps)

@@ -40,7 +40,7 @@ from recon.train import checkpoint as ckpt
 from recon.train.backends import finish_backward, renderer, training_device
 from recon.train.config import FitConfig, to_dict
 from recon.train.losses import photometric_loss
-from recon.train.schedules import active_sh_degree
+from recon.schedules import active_sh_degree
 
 
 class NonFiniteError(ReconError):

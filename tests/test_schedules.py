@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from recon.train.schedules import active_sh_degree, exponential_decay
+from recon.schedules import active_sh_degree, exponential_decay
 
 
 def test_exponential_decay_matches_gsplat_gamma():
