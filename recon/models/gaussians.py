@@ -44,6 +44,18 @@ def to_gaussians(params: Params) -> Gaussians:
                      opacity_logits=params[OPACITY])
 
 
+def splat_parameters(means: Tensor, quats: Tensor, log_scales: Tensor, opacity_logits: Tensor,
+                     sh0: Tensor, shN: Tensor) -> torch.nn.ParameterDict:
+    """A Gaussian row set (leaf parameters) from its tensors."""
+    values = (means, quats, log_scales, opacity_logits, sh0, shN)
+    return as_parameters(dict(zip(PARAMETER_NAMES, values)), means.device)
+
+
+def with_centres(params: Params, means: Tensor, opacity_logits: Tensor) -> dict[str, Tensor]:
+    """``params`` with other means and opacity logits (derived ones, to render)."""
+    return {**params, "means": means, OPACITY: opacity_logits}
+
+
 def create_splats(points: np.ndarray, colors: np.ndarray, *, max_sh_degree: int,
                   init_scale: float, init_opacity: float,
                   generator: torch.Generator | None = None,
@@ -227,5 +239,5 @@ def relocation_correction(opacities: Tensor, scales: Tensor,
 
 
 __all__ = ["GaussianModel", "MAX_COPIES", "NOISE_GATE_OPACITY", "NOISE_GATE_SHARPNESS",
-           "PARAMETER_NAMES", "create_splats", "peak_preserving_opacity", "relocation_correction",
+           "PARAMETER_NAMES", "create_splats", "splat_parameters", "with_centres", "peak_preserving_opacity", "relocation_correction",
            "to_gaussians"]

@@ -39,11 +39,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recon.errors import ReconError
+from recon.models.gaussians import splat_parameters, to_gaussians, with_centres
 from recon.regularizers.base import Regularizer, RunContext, StepContext
 from recon.regularizers.matches import sift_matches, triangulate
 from recon.regularizers.options import CoherenceOptions
-from recon.render.sh import num_bases
-from recon.render.sh import rgb_to_sh0
+from recon.render.sh import num_bases, rgb_to_sh0
+from recon.strategies import ops
 
 CODE_DOWNSAMPLE = 8
 """The latent code is 1/8 of the Gaussian grid; three ×2 upsampling stages bring it back."""
@@ -136,16 +137,13 @@ class CoherenceRegularizer(Regularizer):
                                                                              :self.grid[1]]
         derived = self._derived()
         n = len(derived["means"])
-        params = {
-            "means": derived["means"].detach(),
-            "quats": torch.tensor([1.0, 0.0, 0.0, 0.0], device=run.device).repeat(n, 1),
-            "scales": self._footprint_scales(derived["depth"]),
-            "opacities": derived["opacities"].detach(),
-            "sh0": rgb_to_sh0(colors[self.keep])[:, None, :],
-            "shN": torch.zeros(n, num_bases(run.max_sh_degree) - 1, 3, device=run.device),
-        }
-        return torch.nn.ParameterDict({k: torch.nn.Parameter(v.contiguous())
-                                       for k, v in params.items()})
+        return splat_parameters(
+            means=derived["means"].detach(),
+            quats=torch.tensor([1.0, 0.0, 0.0, 0.0], device=run.device).repeat(n, 1),
+            log_scales=self._footprint_scales(derived["depth"]),
+            opacity_logits=derived["opacities"].detach(),
+            sh0=rgb_to_sh0(colors[self.keep])[:, None, :],
+            shN=torch.zeros(n, num_bases(run.max_sh_degree) - 1, 3, device=run.device))
 
     def _composited_views(self) -> list[np.ndarray]:
         """The training images as uint8 RGB over white (SIFT must not see the colour stored
@@ -221,7 +219,7 @@ class CoherenceRegularizer(Regularizer):
     def renderable(self, splats: torch.nn.ParameterDict) -> Mapping[str, Tensor]:
         derived = self._derived()
         self._depth = derived["depth"]
-        return {**splats, "means": derived["means"], "opacities": derived["opacities"]}
+        return with_centres(splats, derived["means"], derived["opacities"])
 
     def parameters(self) -> list[Tensor]:
         return [*self.depth_decoder.parameters(), *self.opacity_decoder.parameters()]
@@ -250,13 +248,12 @@ class CoherenceRegularizer(Regularizer):
                    step: int) -> None:
         """Write the updated decoders' Gaussians into ``splats``; reset scales on schedule."""
         derived = self._derived()
-        splats["means"].copy_(derived["means"])
-        splats["opacities"].copy_(derived["opacities"])
+        gaussians = to_gaussians(splats)
+        gaussians.means.copy_(derived["means"])
+        gaussians.opacity_logits.copy_(derived["opacities"])
         if (step + 1) % self.options.scale_reset_every == 0:
-            splats["scales"].copy_(self._footprint_scales(derived["depth"]))
-            for key, moment in optimizers["scales"].state.get(splats["scales"], {}).items():
-                if key != "step" and torch.is_tensor(moment) and moment.dim() > 0:
-                    moment.zero_()  # so momentum does not undo the reset
+            gaussians.log_scales.copy_(self._footprint_scales(derived["depth"]))
+            ops.zero_moments(optimizers, gaussians.log_scales)
 
     # -- checkpoints ----------------------------------------------------------------------------
 

@@ -127,10 +127,17 @@ def reset_opacity(params: torch.nn.ParameterDict, optimizers: Optimizers, value:
     moments, so the reset is not undone by momentum."""
     logits = params[OPACITY]
     logits.clamp_(max=math.log(value / (1.0 - value)))
-    state = optimizers[OPACITY].state.get(logits, {})
-    for key, moment in state.items():
-        if key != "step" and torch.is_tensor(moment) and moment.dim() > 0:
-            moment.zero_()
+    zero_moments(optimizers, logits)
+
+
+@torch.no_grad()
+def zero_moments(optimizers: Optimizers, parameter: Tensor) -> None:
+    """Zero the Adam moments of ``parameter`` (after its values were reset, so momentum does
+    not undo the reset); the step count is kept."""
+    for optimizer in optimizers.values():
+        for key, moment in optimizer.state.get(parameter, {}).items():
+            if key != "step" and torch.is_tensor(moment) and moment.dim() > 0:
+                moment.zero_()
 
 
 # -- 3DGS-MCMC moves (for every model) ---------------------------------------------------------
@@ -212,4 +219,4 @@ def inject_noise(params: torch.nn.ParameterDict, model: Model, scale: float) -> 
 
 
 __all__ = ["duplicate", "inject_noise", "num_rows", "relocate", "remove", "reset_opacity",
-           "sample_add", "split"]
+           "sample_add", "split", "zero_moments"]
