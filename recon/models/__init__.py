@@ -13,7 +13,7 @@ from recon.errors import ReconError
 if TYPE_CHECKING:  # this package's __init__ stays torch-free: configs import its options
     from recon.models.base import Model
 
-MODEL_NAMES = ("gaussians", "convexes")
+MODEL_NAMES = ("gaussians", "convexes", "triangles")
 
 
 def model_class(name: str) -> type[Model]:
@@ -26,6 +26,10 @@ def model_class(name: str) -> type[Model]:
         from recon.models.convexes import ConvexModel
 
         return ConvexModel
+    if name == "triangles":
+        from recon.models.triangles import TriangleModel
+
+        return TriangleModel
     raise ReconError(f"Unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}.")
 
 

@@ -67,4 +67,38 @@ class ConvexOptions:
                 raise ReconError(message)
 
 
-__all__ = ["ConvexOptions"]
+@dataclass(frozen=True)
+class TriangleOptions:
+    """Triangle soups (Triangle Splatting): initialisation and learning rates (the reference's)."""
+
+    size: float = 2.23
+    """Corners at this × the mean 3-NN distance from the point, along random directions."""
+    sigma: float = 1.16
+    """Initial window smoothness σ₀ (0: solid; larger peaks at the incenter)."""
+    opacity: float = 0.28
+    """Initial opacity."""
+    vertices_lr: float = 0.0018
+    """Corner learning rate."""
+    sigma_lr: float = 0.0008
+    """log σ learning rate."""
+    opacities_lr: float = 0.014
+    """Opacity-logit learning rate."""
+    sh0_lr: float = 0.0025
+    """DC colour learning rate."""
+    shN_lr: float = 0.0025 / 20
+    """Higher SH bands learning rate."""
+
+    def validate(self) -> None:
+        checks = [
+            (self.size > 0 and self.sigma > 0,
+             f"--triangles.size and --triangles.sigma must be positive, got {self.size} and "
+             f"{self.sigma}."),
+            (0.0 < self.opacity < 1.0,
+             f"--triangles.opacity must be in (0, 1), got {self.opacity}."),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ReconError(message)
+
+
+__all__ = ["ConvexOptions", "TriangleOptions"]

@@ -17,13 +17,13 @@ from typing import Any, Literal
 import tyro
 
 from recon.errors import ReconError
-from recon.models.options import ConvexOptions
+from recon.models.options import ConvexOptions, TriangleOptions
 from recon.regularizers import CoherenceOptions, RegName, SurfaceOptions
 from recon.strategies import DefaultStrategy, MCMCStrategy
 
 Backend = Literal["auto", "cpu", "cuda", "torch", "gsplat"]
 StrategyName = Literal["default", "mcmc"]
-ModelName = Literal["gaussians", "convexes"]  # recon.models.MODEL_NAMES
+ModelName = Literal["gaussians", "convexes", "triangles"]  # recon.models.MODEL_NAMES
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,8 @@ class FitConfig:
     out: Path = Path("runs/fit")
     """Run directory (config.yaml, checkpoints/, metrics.jsonl, ...)."""
     model: ModelName = "gaussians"
-    """Scene representation: gaussians (3DGS splats) or convexes (3D Convex Splatting)."""
+    """Scene representation: gaussians (3DGS splats), convexes (3D Convex Splatting) or
+    triangles (a soup of soft triangles, Triangle Splatting; --strategy mcmc)."""
     steps: int = 7000
     """Number of optimisation steps (one random training image each)."""
     seed: int = 0
@@ -121,6 +122,8 @@ class FitConfig:
     and the initialisation), or none."""
     convexes: ConvexOptions = field(default_factory=ConvexOptions)
     """Settings of --model convexes (initialisation, learning rates, 3DCS densification)."""
+    triangles: TriangleOptions = field(default_factory=TriangleOptions)
+    """Settings of --model triangles (initialisation, learning rates)."""
     surface: SurfaceOptions = field(default_factory=SurfaceOptions)
     """Settings of --reg surface."""
     coherence: CoherenceOptions = field(default_factory=CoherenceOptions)
@@ -210,6 +213,8 @@ class FitConfig:
         model_class(self.model).check_supported(self.strategy, self.reg)
         if self.model == "convexes":
             self.convexes.validate()
+        if self.model == "triangles":
+            self.triangles.validate()
         if self.reg_options() is not None:
             self.reg_options().validate()
 

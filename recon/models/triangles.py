@@ -1,0 +1,148 @@
+"""Triangle soups (Triangle Splatting, Held et al. 2025) as a model.
+
+The row set holds
+
+* ``vertices`` [N, 3, 3] the three corners of each triangle (world positions),
+* ``sigmas`` [N] log window smoothness σ (σ -> 0: a solid triangle),
+* ``opacities`` [N] opacity logits,
+* ``sh0`` [N, 1, 3], ``shN`` [N, K-1, 3] SH colour, evaluated once per triangle along the
+  camera -> centre direction.
+
+Initialisation (Triangle Splatting): one triangle per point, its corners at the point plus
+2.23 × the mean 3-NN distance along three random unit directions, σ₀ = 1.16, o₀ = 0.28.
+Learning rates are the reference's (vertices 0.0018, σ 0.0008, opacity 0.014; colour as
+3DGS). Densification is MCMC relocation (its generic rounds; ``split`` subdivides a triangle at
+its edge midpoints into 4).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from recon.models.base import (OPACITY, Model, Params, as_parameters, peak_preserving_opacity,
+                               sh_rows)
+from recon.models.points import mean_neighbour_distance
+from recon.primitives.triangles import Triangles
+
+NOISE_GATE_SHARPNESS = 100.0  # as the Gaussians' MCMC noise: only nearly transparent
+NOISE_GATE_OPACITY = 0.005    # triangles explore
+
+
+class TriangleModel(Model):
+    """A soup of independent soft-edged triangles."""
+
+    name = "triangles"
+    noun = "triangles"
+    position = "vertices"
+    strategies = ("mcmc",)
+    export_formats = ("ply", "glb", "obj")
+
+    def __init__(self, config, scene_scale: float) -> None:
+        super().__init__(config, scene_scale)
+        self.options = config.triangles
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    def initialize(self, points, colors, generator, device, cameras=()) -> torch.nn.ParameterDict:
+        o = self.options
+        centres = torch.as_tensor(np.asarray(points, dtype=np.float32))
+        n = len(centres)
+        spacing = torch.as_tensor(mean_neighbour_distance(centres.numpy()), dtype=torch.float32)
+        dirs = torch.randn(n, 3, 3, generator=generator)
+        dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return as_parameters({
+            "vertices": centres[:, None, :] + o.size * spacing[:, None, None] * dirs,
+            "sigmas": torch.full((n,), math.log(o.sigma)),
+            OPACITY: torch.full((n,), math.log(o.opacity / (1.0 - o.opacity))),
+            **sh_rows(torch.as_tensor(np.asarray(colors, dtype=np.float32)),
+                      self.config.max_sh_degree),
+        }, device)
+
+    def learning_rates(self, step: int) -> dict[str, float]:
+        o = self.options
+        return {"vertices": o.vertices_lr, "sigmas": o.sigma_lr, OPACITY: o.opacities_lr,
+                "sh0": o.sh0_lr, "shN": o.shN_lr}
+
+    # -- rendering ----------------------------------------------------------------------------
+
+    def primitives(self, params: Params) -> Triangles:
+        return Triangles(vertices=params["vertices"], log_sigma=params["sigmas"],
+                         opacity_logit=params[OPACITY])
+
+    # -- strategy moves -----------------------------------------------------------------------
+
+    def sizes(self, params: Params) -> Tensor:
+        """The largest distance of a corner from the centroid."""
+        v = params["vertices"].detach()
+        return (v - v.mean(1, keepdim=True)).norm(dim=-1).amax(-1)
+
+    def scale_penalty(self, params: Params) -> Tensor:
+        v = params["vertices"]
+        return (v - v.mean(1, keepdim=True)).norm(dim=-1).mean()
+
+    def split(self, params, picked, generator=None) -> tuple[int, dict[str, Tensor]]:
+        """Midpoint subdivision: the three corner triangles and the middle one cover the parent
+        exactly (colour, σ and opacity copied)."""
+        v = params["vertices"].detach()[picked]                                       # [M,3,3]
+        a, b, c = v.unbind(1)
+        ab, bc, ca = (a + b) / 2, (b + c) / 2, (c + a) / 2
+        children = torch.stack([torch.stack(t, 1) for t in
+                                ((a, ab, ca), (ab, b, bc), (ca, bc, c), (ab, bc, ca))])
+        return 4, {"vertices": children.reshape(-1, 3, 3)}
+
+    def relocation_overrides(self, params, targets, copies) -> dict[str, Tensor]:
+        """Stacked copies keep the peak opacity, 1 − (1 − o)^(1/n)."""
+        opacity = torch.sigmoid(params[OPACITY].detach()[targets])
+        return {OPACITY: peak_preserving_opacity(opacity, copies)}
+
+    def position_noise(self, params, scale, generator=None) -> Tensor:
+        """A translation of the whole triangle by size²·η·scale·gate (the Gaussians' SGLD noise
+        with the triangle's size standing in for the covariance)."""
+        with torch.no_grad():
+            v = params["vertices"].detach()
+            opacity = torch.sigmoid(params[OPACITY].detach())
+            gate = torch.sigmoid(-NOISE_GATE_SHARPNESS * (opacity - NOISE_GATE_OPACITY))
+            eta = torch.randn(v.shape[0], 3, dtype=v.dtype, device=v.device, generator=generator)
+            step = eta * (self.sizes(params) ** 2 * gate * scale)[:, None]
+            return step[:, None, :].expand_as(v)
+
+    # -- downstream ---------------------------------------------------------------------------
+
+    def export(self, format, path, params, normalization, sh_degree) -> Path:
+        """The soup as a mesh (ply/glb/obj), one DC colour per triangle on its corners, in the
+        input frame (corners not welded)."""
+        if format not in self.export_formats:
+            return super().export(format, path, params, normalization, sh_degree)
+        mesh = soup_mesh(params)
+        if normalization is not None:
+            mesh.vertices = normalization.inverse().apply(np.asarray(mesh.vertices))
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mesh.export(path)
+        return path
+
+    def browser_view(self, params: Params):
+        return soup_mesh(params)
+
+
+def soup_mesh(params: Params):
+    """A ``trimesh.Trimesh`` with one face per triangle (3 unshared corners each) coloured by
+    its DC colour (same frame as ``params``)."""
+    import trimesh
+
+    from recon.render.sh import sh0_to_rgb
+
+    v = params["vertices"].detach().float().cpu()
+    n = len(v)
+    rgb = sh0_to_rgb(params["sh0"].detach().float().cpu()[:, 0, :]).clamp(0.0, 1.0)
+    colours = (rgb[:, None, :].expand(n, 3, 3).reshape(-1, 3) * 255).round().to(torch.uint8)
+    return trimesh.Trimesh(v.reshape(-1, 3).numpy(), np.arange(3 * n).reshape(n, 3),
+                           vertex_colors=colours.numpy(), process=False)
+
+
+__all__ = ["TriangleModel", "soup_mesh"]
