@@ -87,9 +87,14 @@ class TriangleOptions:
     """DC colour learning rate."""
     shN_lr: float = 0.0025 / 20
     """Higher SH bands learning rate."""
+    opacity_weight: float = 0.0055
+    """Weight of the opacity L1 term, mean(opacity), in the loss (Triangle Splatting's
+    λ_opacity; removing it cost the reference 0.016 LPIPS)."""
 
     def validate(self) -> None:
         checks = [
+            (self.opacity_weight >= 0,
+             f"--triangles.opacity-weight must be >= 0, got {self.opacity_weight}."),
             (self.size > 0 and self.sigma > 0,
              f"--triangles.size and --triangles.sigma must be positive, got {self.size} and "
              f"{self.sigma}."),

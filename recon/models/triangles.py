@@ -11,7 +11,7 @@ The row set holds
 Initialisation (Triangle Splatting): one triangle per point, its corners at the point plus
 2.23 × the mean 3-NN distance along three random unit directions, σ₀ = 1.16, o₀ = 0.28.
 Learning rates are the reference's (vertices 0.0018, σ 0.0008, opacity 0.014; colour as
-3DGS). Densification is MCMC relocation (its generic rounds; ``split`` subdivides a triangle at
+3DGS), and so is the opacity L1 term of the loss (0.0055 · mean opacity). Densification is MCMC relocation (its generic rounds; ``split`` subdivides a triangle at
 its edge midpoints into 4).
 """
 
@@ -73,6 +73,11 @@ class TriangleModel(Model):
     def primitives(self, params: Params) -> Triangles:
         return Triangles(vertices=params["vertices"], log_sigma=params["sigmas"],
                          opacity_logit=params[OPACITY])
+
+    def loss(self, params: Params) -> Tensor | None:
+        """λ_opacity · mean(opacity): unneeded triangles fade and get recycled."""
+        weight = self.options.opacity_weight
+        return weight * torch.sigmoid(params[OPACITY]).mean() if weight > 0 else None
 
     # -- strategy moves -----------------------------------------------------------------------
 
