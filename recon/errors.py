@@ -26,6 +26,13 @@ class OutputExistsError(ReconError):
     """An output folder already holds results and ``--force`` was not given."""
 
 
+def raise_first(checks: list[tuple[bool, str]]) -> None:
+    """Raise a ReconError with the message of the first failed (ok, message) check."""
+    for ok, message in checks:
+        if not ok:
+            raise ReconError(message)
+
+
 def prepare_output_dir(path: Path, force: bool) -> Path:
     """Create ``path`` for new results, refusing to touch a non-empty folder unless ``force``.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from recon.errors import ReconError
+from recon.errors import raise_first
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class SugarOptions:
     """Quadric decimation to this many triangles (0: keep the Poisson mesh as it is)."""
 
     def validate(self) -> None:
-        _raise_first([
+        raise_first([
             (0.0 < self.level < 1.0, f"--sugar.level must be in (0, 1), got {self.level}."),
             (self.rays >= 1, f"--sugar.rays must be at least 1, got {self.rays}."),
             (self.samples_per_ray >= 2,
@@ -74,7 +74,7 @@ class TsdfOptions:
     foreground pixels are searched on a coarser pixel grid."""
 
     def validate(self) -> None:
-        _raise_first([
+        raise_first([
             (8 <= self.voxels <= 1024, f"--tsdf.voxels must be 8..1024, got {self.voxels}."),
             (self.truncation > 1.0,
              f"--tsdf.truncation must be more than one voxel, got {self.truncation}."),
@@ -97,16 +97,10 @@ class ViewOptions:
     expected (Σ w z / Σ w, which the semi-transparent layers behind a surface drag inwards)."""
 
     def validate(self) -> None:
-        _raise_first([(0.0 < self.alpha_min <= 1.0,
+        raise_first([(0.0 < self.alpha_min <= 1.0,
                        f"--view.alpha-min must be in (0, 1], got {self.alpha_min}."),
                       (self.depth in ("median", "expected"),
                        f"--view.depth must be median or expected, got {self.depth!r}.")])
-
-
-def _raise_first(checks: list[tuple[bool, str]]) -> None:
-    for ok, message in checks:
-        if not ok:
-            raise ReconError(message)
 
 
 __all__ = ["SugarOptions", "TsdfOptions", "ViewOptions"]

@@ -28,9 +28,8 @@ import torch
 from torch import Tensor
 
 from recon.cameras import Similarity
-from recon.errors import ReconError
 from recon.models.base import OPACITY, Params
-from recon.models.splat_files import rotate_sh, write_float_table
+from recon.models.splat_files import read_element, rotate_sh, write_float_table
 from recon.render.sh import num_bases, sh0_to_rgb
 
 HULL_TOLERANCE = 1e-6
@@ -54,13 +53,7 @@ def write_ply(path: Path, params: Params, normalization: Similarity | None,
 def read_ply(path: Path, normalization: Similarity | None = None) -> dict[str, Tensor]:
     """Read a convex ``.ply`` back (input frame, or recon's normalised frame with the
     ``normalization`` it was written with); masks come back fully on."""
-    from plyfile import PlyData, PlyParseError
-
-    try:
-        row = PlyData.read(str(path))["convex"].data
-    except (OSError, KeyError, ValueError, PlyParseError) as exc:
-        raise ReconError(f"Cannot read convexes from {path}: {exc}. Expected a recon convex "
-                         ".ply with a 'convex' element.") from exc
+    row = read_element(path, "convex", "convexes", "a recon convex .ply")
     names = row.dtype.names
     k = sum(1 for name in names if name.startswith("x_"))
     num_rest = sum(1 for name in names if name.startswith("f_rest_"))

@@ -45,10 +45,10 @@ def to_gaussians(params: Params) -> Gaussians:
 
 
 def splat_parameters(means: Tensor, quats: Tensor, log_scales: Tensor, opacity_logits: Tensor,
-                     sh0: Tensor, shN: Tensor) -> torch.nn.ParameterDict:
-    """A Gaussian row set (leaf parameters) from its tensors."""
+                     sh0: Tensor, shN: Tensor, device=None) -> torch.nn.ParameterDict:
+    """A Gaussian row set (leaf parameters, on ``device`` or the means' device)."""
     values = (means, quats, log_scales, opacity_logits, sh0, shN)
-    return as_parameters(dict(zip(PARAMETER_NAMES, values)), means.device)
+    return as_parameters(dict(zip(PARAMETER_NAMES, values)), device or means.device)
 
 
 def with_centres(params: Params, means: Tensor, opacity_logits: Tensor) -> dict[str, Tensor]:
@@ -73,13 +73,9 @@ def create_splats(points: np.ndarray, colors: np.ndarray, *, max_sh_degree: int,
     quats = torch.randn(n, 4, generator=generator)
     quats = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     colours = sh_rows(torch.as_tensor(np.asarray(colors, dtype=np.float32)), max_sh_degree)
-    return as_parameters({
-        "means": torch.from_numpy(points),
-        "quats": quats,
-        "scales": log_scales.repeat(1, 3),
-        OPACITY: torch.full((n,), math.log(init_opacity / (1.0 - init_opacity))),
-        **colours,
-    }, device)
+    logit = math.log(init_opacity / (1.0 - init_opacity))
+    return splat_parameters(torch.from_numpy(points), quats, log_scales.repeat(1, 3),
+                            torch.full((n,), logit), colours["sh0"], colours["shN"], device)
 
 
 class GaussianModel(Model):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recon.errors import ReconError
+from recon.errors import raise_first
 from recon.strategies.convex_split import ConvexSplitStrategy
 
 
@@ -62,9 +62,7 @@ class ConvexOptions:
             (self.mask_weight >= 0,
              f"--convexes.mask-weight must be >= 0, got {self.mask_weight}."),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ReconError(message)
+        raise_first(checks)
 
 
 @dataclass(frozen=True)
@@ -101,9 +99,7 @@ class TriangleOptions:
             (0.0 < self.opacity < 1.0,
              f"--triangles.opacity must be in (0, 1), got {self.opacity}."),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ReconError(message)
+        raise_first(checks)
 
 
 __all__ = ["ConvexOptions", "TriangleOptions"]

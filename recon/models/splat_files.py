@@ -61,6 +61,18 @@ def write_ply(path: Path, splats: Mapping[str, Tensor],
     return write_float_table(path, "vertex", ply_property_names(rest.shape[1]), table)
 
 
+def read_element(path: Path, element: str, what: str, expected: str):
+    """The rows (a numpy structured array) of one ``.ply`` element; a clear error when the file
+    cannot be read or lacks it (``what`` and ``expected`` name the content for the message)."""
+    from plyfile import PlyData, PlyParseError
+
+    try:
+        return PlyData.read(str(path))[element].data
+    except (OSError, KeyError, ValueError, PlyParseError) as exc:
+        raise ReconError(f"Cannot read {what} from {path}: {exc}. Expected {expected} with a "
+                         f"'{element}' element.") from exc
+
+
 def write_float_table(path: Path, element: str, names: list[str], table: np.ndarray) -> Path:
     """Write ``table`` [N, len(names)] as one binary little-endian float32 ``.ply`` element."""
     from plyfile import PlyData, PlyElement
@@ -80,13 +92,7 @@ def read_ply(path: Path, normalization: Similarity | None = None) -> dict[str, T
     With ``normalization`` (input -> normalised, as given to :func:`write_ply`) the splats are
     mapped into recon's normalised frame; without it they stay in the file's frame.
     """
-    from plyfile import PlyData, PlyParseError
-
-    try:
-        vertex = PlyData.read(str(path))["vertex"].data
-    except (OSError, KeyError, ValueError, PlyParseError) as exc:
-        raise ReconError(f"Cannot read Gaussian splats from {path}: {exc}. "
-                         "Expected a 3DGS .ply with a 'vertex' element.") from exc
+    vertex = read_element(path, "vertex", "Gaussian splats", "a 3DGS .ply")
     names = vertex.dtype.names
     num_rest = sum(1 for name in names if name.startswith("f_rest_"))
     expected = ply_property_names(num_rest)
@@ -232,4 +238,4 @@ def _to_bytes(values: np.ndarray) -> np.ndarray:
 
 __all__ = ["SPLAT_ROW", "ply_property_names", "quat_multiply",
            "read_ply", "read_splat", "rotate_sh", "rotation_to_quat", "transform_splats",
-           "write_float_table", "write_ply", "write_splat"]
+           "read_element", "write_float_table", "write_ply", "write_splat"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recon.errors import ReconError
+from recon.errors import raise_first
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class SurfaceOptions:
              "--surface.sample-std, --surface.sdf-scale and --surface.depth-band must be "
              "positive."),
         ]
-        _raise_first(checks)
+        raise_first(checks)
 
 
 @dataclass(frozen=True)
@@ -111,13 +111,7 @@ class CoherenceOptions:
              "--coherence.depth-range, --coherence.scale-factor and --coherence.decoder-lr must "
              "be positive."),
         ]
-        _raise_first(checks)
-
-
-def _raise_first(checks: list[tuple[bool, str]]) -> None:
-    for ok, message in checks:
-        if not ok:
-            raise ReconError(message)
+        raise_first(checks)
 
 
 __all__ = ["CoherenceOptions", "SurfaceOptions"]

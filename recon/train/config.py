@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import tyro
 
-from recon.errors import ReconError
+from recon.errors import ReconError, raise_first
 from recon.models.options import ConvexOptions, TriangleOptions
 from recon.regularizers import CoherenceOptions, RegName, SurfaceOptions
 from recon.strategies import DefaultStrategy, MCMCStrategy
@@ -205,9 +205,7 @@ class FitConfig:
             (self.data_options.downscale >= 1,
              f"--data-options.downscale must be at least 1, got {self.data_options.downscale}."),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ReconError(message)
+        raise_first(checks)
         from recon.models import model_class
 
         model_class(self.model).check_supported(self.strategy, self.reg)
