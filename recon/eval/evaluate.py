@@ -16,7 +16,6 @@ is scored over white, the usual choice for synthetic scenes. Rendered colours ar
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np

@@ -2,8 +2,6 @@
 
 import math
 
-import numpy as np
-import pytest
 import torch
 
 from recon.models.density import GaussianDensity, outward_normals
