@@ -10,8 +10,8 @@ compared with the Gaussian run of its strategy (else the first Gaussian run) in 
 line (PSNR difference, training-time ratio).
 
     python bench/fit.py [--steps 3000] [--models gaussians:mcmc,convexes:default]
-                        [--strategies default,mcmc] [--preset fast] [--threads N] [--profile]
-                        [--reference]
+                        [--strategies default,mcmc] [--preset fast] [--threads N]
+                        [--backend auto] [--profile] [--reference]
 
 --profile: per-stage time of a training step (data, render = project + SH + binning +
 rasterize, loss, backward = rasterize/SH backward + autograd, optimizer, strategy) on copies of the
@@ -72,7 +72,8 @@ def recon_config(args, model: str, strategy: str, out: Path):
         base.init, num_random=args.num_random)
     return dataclasses.replace(
         base, data=args.data, out=out, steps=args.steps, model=model, strategy=strategy,
-        quiet=True, force=True, checkpoint_every=10**9, log_every=50, init=init)
+        quiet=True, force=True, checkpoint_every=10**9, log_every=50, init=init,
+        backend=args.backend)
 
 
 def run_recon(args, model: str, strategy: str, workdir: Path) -> dict:
@@ -89,18 +90,18 @@ def run_recon(args, model: str, strategy: str, workdir: Path) -> dict:
                                                  background, False).features,
                         trainer.dataset, trainer.device)
         n = trainer.count
-        emit({"bench": "fit", "impl": "recon", "model": model, "strategy": strategy,
-              "step": trainer.step, "train_s": round(trainer.elapsed, 2), "psnr": round(p, 3),
-              "ssim": round(s, 4), "num_primitives": n})
+        emit({"bench": "fit", "impl": "recon", "backend": args.backend, "model": model,
+              "strategy": strategy, "step": trainer.step, "train_s": round(trainer.elapsed, 2),
+              "psnr": round(p, 3), "ssim": round(s, 4), "num_primitives": n})
         if reached is None and p >= args.target:
             reached = (trainer.step, trainer.elapsed)
         for count in PROFILE_AT:
             if args.profile and n >= count and count not in profiled:
                 profiled.add(count)
                 emit(profile_copy(trainer, strategy, workdir))
-    return {"bench": "fit_summary", "impl": "recon", "model": model, "strategy": strategy,
-            "steps": trainer.step, "train_s": round(trainer.elapsed, 2), "psnr": round(p, 3),
-            "ssim": round(s, 4), "num_primitives": n, "target_db": args.target,
+    return {"bench": "fit_summary", "impl": "recon", "backend": args.backend, "model": model,
+            "strategy": strategy, "steps": trainer.step, "train_s": round(trainer.elapsed, 2),
+            "psnr": round(p, 3), "ssim": round(s, 4), "num_primitives": n, "target_db": args.target,
             "step_to_target": reached[0] if reached else None,
             "time_to_target_s": round(reached[1], 2) if reached else None,
             "threads": torch.get_num_threads()}
@@ -300,6 +301,8 @@ def main() -> None:
     ap.add_argument("--num-random", type=int, default=None,
                     help="random initial Gaussians (default: the preset's; the reference: 20k)")
     ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads")
+    ap.add_argument("--backend", default="auto", help="recon fit --backend (cpu on a GPU "
+                    "machine times the CPU kernels)")
     ap.add_argument("--profile", action="store_true", help="per-stage step times")
     ap.add_argument("--reference", action="store_true",
                     help="also train the gsplat-torch CPU reference (~8 min)")
