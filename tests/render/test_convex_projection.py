@@ -113,16 +113,21 @@ def test_native_projection_matches_torch_float32(device):
     # float32 hulls are decided on values that may differ by an ulp near the tolerance band; in
     # this scene they do not, so line counts still match everywhere.
     assert torch.equal(out["outs"]["params"][..., 0], ref["outs"]["params"][..., 0])
-    # float32 rounding of the same formulas: ~1e-7 relative per op, a few ops deep.
-    assert row_close(out["outs"]["params"], ref["outs"]["params"], 1e-5)
+    # float32 rounding of the same formulas (~1e-7 relative per op, a few ops deep; CUDA also
+    # contracts multiply-adds into FMAs, and convexes near the camera plane project far out,
+    # which amplifies it). Measured over seeds 1-4 on an H200 machine (its CPU and its GPU):
+    # lines ≤ 2.4e-5 of their row's scale, centres ≤ 6.8e-5 (relative to 1 + |x|), gradients
+    # ≤ 4.8e-5 of their largest entry; the bounds below leave 3-4x of margin, and a wrong or
+    # reordered term is off by O(1).
+    assert row_close(out["outs"]["params"], ref["outs"]["params"], 1e-4)
     for name in ("opacities", "depths", "means2d"):
-        assert torch.allclose(out["outs"][name], ref["outs"][name], rtol=1e-5, atol=1e-5), name
+        assert torch.allclose(out["outs"][name], ref["outs"][name], rtol=2e-4, atol=2e-4), name
     # The boxes are computed in float64 from float32 lines that may differ in the last ulp: an
     # edge may move by one pixel, rarely.
     diff = (out["bounds"] - ref["bounds"]).abs()
     assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-3
     for a, b in zip(out["grads"] + [out["means2d_grad"]], ref["grads"] + [ref["means2d_grad"]]):
-        assert (a - b).abs().max() <= 1e-4 * b.abs().max()
+        assert (a - b).abs().max() <= 2e-4 * b.abs().max()
 
 
 def test_gradcheck_float64():
