@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from recon.errors import raise_first
 from recon.strategies.convex_split import ConvexSplitStrategy
+from recon.strategies.triangle_rounds import TriangleRoundsStrategy
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,9 @@ class TriangleOptions:
     opacity: float = 0.28
     """Initial opacity."""
     vertices_lr: float = 0.0018
-    """Corner learning rate."""
+    """Corner learning rate (× the scene scale), decaying exponentially..."""
+    vertices_lr_final: float = 0.01
+    """... to this fraction of itself by the last step (Triangle Splatting: 1/100)."""
     sigma_lr: float = 0.0008
     """log σ learning rate."""
     opacities_lr: float = 0.014
@@ -88,6 +91,8 @@ class TriangleOptions:
     opacity_weight: float = 0.0055
     """Weight of the opacity L1 term, mean(opacity), in the loss (Triangle Splatting's
     λ_opacity; removing it cost the reference 0.016 LPIPS)."""
+    densify: TriangleRoundsStrategy = field(default_factory=TriangleRoundsStrategy)
+    """Settings of --strategy mcmc (Triangle Splatting's growth rounds)."""
 
     def validate(self) -> None:
         checks = [

@@ -28,6 +28,7 @@ from recon.models.base import (OPACITY, Model, Params, as_parameters, peak_prese
                                sh_rows)
 from recon.models.points import mean_neighbour_distance
 from recon.primitives.triangles import Triangles
+from recon.schedules import exponential_decay
 
 NOISE_GATE_SHARPNESS = 100.0  # as the Gaussians' MCMC noise: only nearly transparent
 NOISE_GATE_OPACITY = 0.005    # triangles explore
@@ -65,7 +66,9 @@ class TriangleModel(Model):
 
     def learning_rates(self, step: int) -> dict[str, float]:
         o = self.options
-        return {"vertices": o.vertices_lr, "sigmas": o.sigma_lr, OPACITY: o.opacities_lr,
+        vertices = exponential_decay(o.vertices_lr * self.scene_scale, o.vertices_lr_final, step,
+                                     self.config.steps)
+        return {"vertices": vertices, "sigmas": o.sigma_lr, OPACITY: o.opacities_lr,
                 "sh0": o.sh0_lr, "shN": o.shN_lr}
 
     # -- rendering ----------------------------------------------------------------------------
@@ -99,6 +102,23 @@ class TriangleModel(Model):
         children = torch.stack([torch.stack(t, 1) for t in
                                 ((a, ab, ca), (ab, b, bc), (ca, bc, c), (ab, bc, ca))])
         return 4, {"vertices": children.reshape(-1, 3, 3)}
+
+    def window_sigma(self, params: Params) -> Tensor:
+        """[N] the window smoothness σ (small: a sharp-edged, solid triangle)."""
+        return params["sigmas"].detach().exp()
+
+    def in_plane_copies(self, params: Params, picked: Tensor, spread: float,
+                        generator=None) -> dict[str, Tensor]:
+        """Copies of the ``picked`` triangles moved within their own plane: a uniform offset of
+        up to ± ½ · ``spread`` × the triangle's box size per axis, its normal part removed."""
+        v = params["vertices"].detach()[picked]                                       # [M,3,3]
+        normal = torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+        normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        box = v.amax(1) - v.amin(1)
+        offset = (torch.rand(v.shape[0], 3, dtype=v.dtype, device=v.device,
+                             generator=generator) - 0.5) * spread * box
+        offset = offset - (offset * normal).sum(-1, keepdim=True) * normal
+        return {"vertices": v + offset[:, None, :]}
 
     def relocation_overrides(self, params, targets, copies) -> dict[str, Tensor]:
         """Stacked copies keep the peak opacity, 1 − (1 − o)^(1/n)."""

@@ -89,6 +89,29 @@ def duplicate(params: torch.nn.ParameterDict, optimizers: Optimizers, mask: Tens
     return len(picked)
 
 
+def clone(params: torch.nn.ParameterDict, optimizers: Optimizers, picked: Tensor,
+          parents: dict[str, Tensor], copies: dict[str, Tensor],
+          state: dict | None = None) -> int:
+    """Append a copy of every row in ``picked`` [M]; ``parents`` / ``copies`` ([M, ...] per
+    parameter name) replace what the parents keep and what their copies get. Both restart their
+    moments. Returns M."""
+    n = num_rows(params)
+    source = torch.cat([torch.arange(n, device=picked.device), picked])
+    fresh = torch.arange(len(source), device=picked.device) >= n
+    fresh[picked] = True
+    with torch.no_grad():
+        overrides = {}
+        for name in set(parents) | set(copies):
+            gathered = params[name].detach()[source]
+            if name in parents:
+                gathered[picked] = parents[name]
+            if name in copies:
+                gathered[n:] = copies[name]
+            overrides[name] = gathered
+    _edit_rows(params, optimizers, source, fresh, overrides, state)
+    return len(picked)
+
+
 def split(params: torch.nn.ParameterDict, optimizers: Optimizers, mask: Tensor, model: Model,
           *, revised_opacity: bool = False, state: dict | None = None) -> int:
     """Replace every row in ``mask`` [N] by the model's children (``Model.split``). With

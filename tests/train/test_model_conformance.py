@@ -13,14 +13,16 @@ import torch
 from recon.models import MODEL_NAMES, model_class
 from recon.strategies import MCMCStrategy
 from recon.strategies.convex_split import ConvexSplitStrategy
+from recon.strategies.triangle_rounds import TriangleRoundsStrategy
 from recon.train.config import FitConfig, InitOptions
 from recon.train.trainer import Trainer
 
 
 def model_config(model: str, data, out, **changes) -> FitConfig:
     """20-step runs from 300 random points; each model's strategy edits rows from step 4 on
-    (MCMC relocation and growth for Gaussians, 3DCS splits for convexes), so resuming must also
-    carry the strategy's state and the edited Adam moments."""
+    (MCMC relocation and growth for Gaussians, 3DCS splits for convexes, Triangle Splatting's
+    rounds for triangles), so resuming must also carry the strategy's state and the edited Adam
+    moments."""
     base = FitConfig(data=data, out=out, model=model, steps=20, quiet=True, log_every=5,
                      checkpoint_every=10, init=InitOptions(num_random=300), max_sh_degree=1,
                      sh_degree_interval=10, keep_checkpoints=0)
@@ -29,6 +31,10 @@ def model_config(model: str, data, out, **changes) -> FitConfig:
                                     cap_max=600, prune_opa=0.0)
         base = dataclasses.replace(base, strategy="default", convexes=dataclasses.replace(
             base.convexes, densify=split))
+    elif model == "triangles":
+        rounds = TriangleRoundsStrategy(cap_max=420, refine_start_iter=4, refine_every=5)
+        base = dataclasses.replace(base, strategy="mcmc", triangles=dataclasses.replace(
+            base.triangles, densify=rounds))
     else:
         base = dataclasses.replace(base, strategy="mcmc", mcmc=MCMCStrategy(
             cap_max=420, refine_start_iter=4, refine_every=5))
