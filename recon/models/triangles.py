@@ -41,6 +41,7 @@ class TriangleModel(Model):
     noun = "triangles"
     position = "vertices"
     strategies = ("mcmc",)
+    regularizers = ("none", "connectivity")
     export_formats = ("ply", "glb", "obj")
 
     def __init__(self, config, scene_scale: float) -> None:
@@ -112,8 +113,7 @@ class TriangleModel(Model):
         """Copies of the ``picked`` triangles moved within their own plane: a uniform offset of
         up to ± ½ · ``spread`` × the triangle's box size per axis, its normal part removed."""
         v = params["vertices"].detach()[picked]                                       # [M,3,3]
-        normal = torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-        normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        normal = face_normals(v)
         box = v.amax(1) - v.amin(1)
         offset = (torch.rand(v.shape[0], 3, dtype=v.dtype, device=v.device,
                              generator=generator) - 0.5) * spread * box
@@ -155,6 +155,18 @@ class TriangleModel(Model):
         return soup_mesh(params)
 
 
+def corners(params: Params) -> Tensor:
+    """[N, 3, 3] the corners of a triangle row set (the parameter itself, for regularizers)."""
+    return params["vertices"]
+
+
+def face_normals(vertices: Tensor) -> Tensor:
+    """[N, 3] unit normals of [N, 3, 3] triangles, by the corners' winding (zero when
+    degenerate)."""
+    n = torch.linalg.cross(vertices[:, 1] - vertices[:, 0], vertices[:, 2] - vertices[:, 0])
+    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
 def soup_mesh(params: Params):
     """A ``trimesh.Trimesh`` with one face per triangle (3 unshared corners each) coloured by
     its DC colour (same frame as ``params``)."""
@@ -170,4 +182,4 @@ def soup_mesh(params: Params):
                            vertex_colors=colours.numpy(), process=False)
 
 
-__all__ = ["TriangleModel", "soup_mesh"]
+__all__ = ["TriangleModel", "corners", "face_normals", "soup_mesh"]

@@ -114,4 +114,34 @@ class CoherenceOptions:
         raise_first(checks)
 
 
-__all__ = ["CoherenceOptions", "SurfaceOptions"]
+@dataclass(frozen=True)
+class ConnectivityOptions:
+    """Soft connectivity forces of a triangle soup (Radiant Triangle Soup): edges of different
+    triangles that nearly coincide are paired, and the term pulls their endpoints together and
+    turns the two faces parallel. The paper gives no weights or radii; these are recon's."""
+
+    every: int = 100
+    """Re-pair the edges every this many steps (and after every densification edit)."""
+    neighbors: int = 8
+    """Candidate partners of an edge: this many nearest edge midpoints."""
+    tolerance: float = 0.3
+    """Pair two edges when both matched endpoint pairs lie within this × their mean length."""
+    pull_weight: float = 0.1
+    """Weight of the mean squared endpoint gap, divided by the pair's squared edge length."""
+    normal_weight: float = 0.01
+    """Weight of the mean 1 − |n_a · n_b| over the paired faces."""
+
+    def validate(self) -> None:
+        checks = [
+            (self.every >= 1 and self.neighbors >= 2,
+             f"--connectivity.every must be >= 1 and --connectivity.neighbors >= 2, got "
+             f"{self.every} and {self.neighbors}."),
+            (self.tolerance > 0,
+             f"--connectivity.tolerance must be positive, got {self.tolerance}."),
+            (self.pull_weight >= 0 and self.normal_weight >= 0,
+             "--connectivity.pull-weight and --connectivity.normal-weight must be >= 0."),
+        ]
+        raise_first(checks)
+
+
+__all__ = ["CoherenceOptions", "ConnectivityOptions", "SurfaceOptions"]

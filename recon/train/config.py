@@ -18,7 +18,7 @@ import tyro
 
 from recon.errors import ReconError, raise_first
 from recon.models.options import ConvexOptions, TriangleOptions
-from recon.regularizers import CoherenceOptions, RegName, SurfaceOptions
+from recon.regularizers import CoherenceOptions, ConnectivityOptions, RegName, SurfaceOptions
 from recon.strategies import DefaultStrategy, MCMCStrategy
 from recon.strategies.triangle_rounds import TriangleRoundsStrategy
 
@@ -120,15 +120,18 @@ class FitConfig:
     reg: RegName = "none"
     """Extra regularizer: surface (SuGaR alignment, for meshing; stops the strategy when its
     entropy phase starts), coherence (per-pixel Gaussians for 2-8 views; replaces the strategy
-    and the initialisation), or none."""
+    and the initialisation), connectivity (soft forces joining the edges of a triangle soup), or
+    none."""
     convexes: ConvexOptions = field(default_factory=ConvexOptions)
     """Settings of --model convexes (initialisation, learning rates, 3DCS densification)."""
     triangles: TriangleOptions = field(default_factory=TriangleOptions)
-    """Settings of --model triangles (initialisation, learning rates)."""
+    """Settings of --model triangles (initialisation, learning rates, densification rounds)."""
     surface: SurfaceOptions = field(default_factory=SurfaceOptions)
     """Settings of --reg surface."""
     coherence: CoherenceOptions = field(default_factory=CoherenceOptions)
     """Settings of --reg coherence."""
+    connectivity: ConnectivityOptions = field(default_factory=ConnectivityOptions)
+    """Settings of --reg connectivity."""
     data_options: DataOptions = field(default_factory=DataOptions)
     init: InitOptions = field(default_factory=InitOptions)
     optim: OptimOptions = field(default_factory=OptimOptions)
@@ -173,9 +176,10 @@ class FitConfig:
             chosen = self.convexes.densify if self.model == "convexes" else self.default_strategy
         return dataclasses.replace(chosen)
 
-    def reg_options(self) -> SurfaceOptions | CoherenceOptions | None:
+    def reg_options(self) -> SurfaceOptions | CoherenceOptions | ConnectivityOptions | None:
         """The settings of the selected regularizer (None for --reg none)."""
-        return {"surface": self.surface, "coherence": self.coherence}.get(self.reg)
+        return {"surface": self.surface, "coherence": self.coherence,
+                "connectivity": self.connectivity}.get(self.reg)
 
     def init_scale(self) -> float:
         if self.init.scale is not None:

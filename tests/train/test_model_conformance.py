@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from recon.models import MODEL_NAMES, model_class
+from recon.regularizers import ConnectivityOptions
 from recon.strategies import MCMCStrategy
 from recon.strategies.convex_split import ConvexSplitStrategy
 from recon.strategies.triangle_rounds import TriangleRoundsStrategy
@@ -79,15 +80,19 @@ def test_twenty_steps_lower_the_loss_and_grow_the_set(model, tiny_npz, tmp_path)
     trainer.strategy.check_sanity(trainer.params, trainer.optimizers)
 
 
-@pytest.mark.parametrize("model", MODEL_NAMES)
-def test_resume_continues_bit_for_bit(model, tiny_npz, tmp_path):
-    straight = Trainer.open(model_config(model, tiny_npz, tmp_path / "a"))
+@pytest.mark.parametrize("model,reg", [(m, "none") for m in MODEL_NAMES]
+                         + [("triangles", "connectivity")])
+def test_resume_continues_bit_for_bit(model, reg, tiny_npz, tmp_path):
+    # connectivity: edges re-paired every 3 steps and after each round (steps 5, 10, 15), so the
+    # resumed run must carry the pairs of step 6 across the interruption at step 7.
+    changes = dict(reg=reg, connectivity=ConnectivityOptions(every=3))
+    straight = Trainer.open(model_config(model, tiny_npz, tmp_path / "a", **changes))
     straight.train()
-    first = Trainer.open(model_config(model, tiny_npz, tmp_path / "b"))
+    first = Trainer.open(model_config(model, tiny_npz, tmp_path / "b", **changes))
     first.train(until=7)
     first.save_checkpoint()
     del first
-    resumed = Trainer.open(model_config(model, tiny_npz, tmp_path / "b", resume=True))
+    resumed = Trainer.open(model_config(model, tiny_npz, tmp_path / "b", resume=True, **changes))
     assert resumed.step == 7 and resumed.model.name == model
     resumed.train()
     a, b = params_of(straight), params_of(resumed)
