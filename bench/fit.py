@@ -1,17 +1,20 @@
 """Benchmark: `recon fit` on lego_100 (100 train / 6 test views, 100², white background).
 
-For each model (--models: gaussians, convexes; ``model:strategy`` picks that model's strategy)
+For each model (--models: gaussians, convexes, triangles; ``model:strategy`` picks its strategy)
 and strategy (--strategies: default, mcmc) it trains with the --preset settings (default: fast,
 the CPU preset) for --steps steps and evaluates the test split every --eval-every steps
 (evaluation is not counted in the training time), printing one JSON line per evaluation and a
 summary line per run: final PSNR / SSIM / primitive count, training seconds, and the training
 seconds (and step) at the first evaluation that reached --target dB. Each run of another model is
 compared with the Gaussian run of its strategy (else the first Gaussian run) in a ``fit_models``
-line (PSNR difference, training-time ratio).
+line (PSNR difference, training-time ratio). A triangle run is also exported as a welded mesh and
+drawn by the plain mesh renderer (``fit_mesh``: its test PSNR beside the soft render's, faces,
+components, open boundary edges); --opaque-finish F and --reg connectivity set those options.
 
     python bench/fit.py [--steps 3000] [--models gaussians:mcmc,convexes:default]
                         [--strategies default,mcmc] [--preset fast] [--threads N]
-                        [--backend auto] [--profile] [--reference]
+                        [--backend auto] [--reg none] [--opaque-finish F] [--profile]
+                        [--reference]
 
 --profile: per-stage time of a training step (data, render = project + SH + binning +
 rasterize, loss, backward = rasterize/SH backward + autograd, optimizer, strategy) on copies of the
@@ -70,10 +73,11 @@ def recon_config(args, model: str, strategy: str, out: Path):
     base = PRESETS[args.preset]
     init = base.init if args.num_random is None else dataclasses.replace(
         base.init, num_random=args.num_random)
+    triangles = dataclasses.replace(base.triangles, opaque_finish=args.opaque_finish)
     return dataclasses.replace(
         base, data=args.data, out=out, steps=args.steps, model=model, strategy=strategy,
         quiet=True, force=True, checkpoint_every=10**9, log_every=50, init=init,
-        backend=args.backend)
+        backend=args.backend, reg=args.reg, triangles=triangles)
 
 
 def run_recon(args, model: str, strategy: str, workdir: Path) -> dict:
@@ -99,12 +103,37 @@ def run_recon(args, model: str, strategy: str, workdir: Path) -> dict:
             if args.profile and n >= count and count not in profiled:
                 profiled.add(count)
                 emit(profile_copy(trainer, strategy, workdir))
+    if model == "triangles":
+        emit(soup_as_mesh(trainer, p))
     return {"bench": "fit_summary", "impl": "recon", "backend": args.backend, "model": model,
             "strategy": strategy, "steps": trainer.step, "train_s": round(trainer.elapsed, 2),
             "psnr": round(p, 3), "ssim": round(s, 4), "num_primitives": n, "target_db": args.target,
             "step_to_target": reached[0] if reached else None,
             "time_to_target_s": round(reached[1], 2) if reached else None,
             "threads": torch.get_num_threads()}
+
+
+def soup_as_mesh(trainer, soft_psnr: float) -> dict:
+    """The triangle soup exported as a mesh (welded as ``recon export`` does), drawn by the plain
+    mesh renderer on the test views: its PSNR next to the soft render's, and its topology."""
+    from recon.mesh.soup import topology
+    from recon.models.triangles import soup_mesh
+    from recon.render.mesh import render_mesh
+
+    mesh = soup_mesh(trainer.params, trainer.model.options.weld)
+    device = trainer.device
+    vertices = torch.as_tensor(mesh.vertices, dtype=torch.float32, device=device)
+    faces = torch.as_tensor(mesh.faces, dtype=torch.long, device=device)
+    colours = torch.as_tensor(mesh.visual.vertex_colors[:, :3] / 255.0, dtype=torch.float32,
+                              device=device)
+    background = torch.ones(3, device=device)
+    p, s = evaluate(lambda cam: render_mesh(vertices, faces, colours, cam, background,
+                                            depth=False, normals=False).features,
+                    trainer.dataset, device)
+    return {"bench": "fit_mesh", "model": "triangles", "step": trainer.step,
+            "mesh_psnr": round(p, 3), "mesh_ssim": round(s, 4), "soft_psnr": round(soft_psnr, 3),
+            "psnr_drop": round(soft_psnr - p, 3), "reg": trainer.config.reg,
+            "opaque_finish": trainer.model.options.opaque_finish, **topology(mesh)}
 
 
 def profile_copy(trainer, strategy: str, workdir: Path, steps: int = 20) -> dict:
@@ -303,6 +332,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads")
     ap.add_argument("--backend", default="auto", help="recon fit --backend (cpu on a GPU "
                     "machine times the CPU kernels)")
+    ap.add_argument("--reg", default="none", help="recon fit --reg (e.g. connectivity)")
+    ap.add_argument("--opaque-finish", type=float, default=0.0,
+                    help="triangles: recon fit --triangles.opaque-finish")
     ap.add_argument("--profile", action="store_true", help="per-stage step times")
     ap.add_argument("--reference", action="store_true",
                     help="also train the gsplat-torch CPU reference (~8 min)")

@@ -115,6 +115,9 @@ class Model:
         """A term of the model's own added to the training loss (None: nothing)."""
         return None
 
+    def after_step(self, params: Params, optimizers: dict, step: int) -> None:
+        """Edits of the model's own schedule after each training step (default: none)."""
+
     # -- strategy moves -----------------------------------------------------------------------
 
     def sizes(self, params: Params) -> Tensor:

@@ -91,6 +91,11 @@ class TriangleOptions:
     opacity_weight: float = 0.0055
     """Weight of the opacity L1 term, mean(opacity), in the loss (Triangle Splatting's
     λ_opacity; removing it cost the reference 0.016 LPIPS)."""
+    opaque_finish: float = 0.0
+    """Fraction of the steps at the end over which σ anneals to 0 and opacity to 1, so the soup
+    renders (and exports) as a plain opaque mesh; 0: off."""
+    weld: float = 0.02
+    """Mesh exports merge corners closer than this × the median edge length."""
     densify: TriangleRoundsStrategy = field(default_factory=TriangleRoundsStrategy)
     """Settings of --strategy mcmc (Triangle Splatting's growth rounds)."""
 
@@ -103,6 +108,9 @@ class TriangleOptions:
              f"{self.sigma}."),
             (0.0 < self.opacity < 1.0,
              f"--triangles.opacity must be in (0, 1), got {self.opacity}."),
+            (0.0 <= self.opaque_finish < 1.0,
+             f"--triangles.opaque-finish must be in [0, 1), got {self.opaque_finish}."),
+            (self.weld >= 0, f"--triangles.weld must be >= 0, got {self.weld}."),
         ]
         raise_first(checks)
 

@@ -10,9 +10,12 @@ The row set holds
 
 Initialisation (Triangle Splatting): one triangle per point, its corners at the point plus
 2.23 × the mean 3-NN distance along three random unit directions, σ₀ = 1.16, o₀ = 0.28.
-Learning rates are the reference's (vertices 0.0018, σ 0.0008, opacity 0.014; colour as
-3DGS), and so is the opacity L1 term of the loss (0.0055 · mean opacity). Densification is MCMC relocation (its generic rounds; ``split`` subdivides a triangle at
-its edge midpoints into 4).
+Learning rates are the reference's (corners 0.0018 × the scene scale decaying to 1/100, σ
+0.0008, opacity 0.014; colour as 3DGS), and so is the opacity L1 term of the loss
+(0.0055 · mean opacity). Densification is Triangle Splatting's rounds
+(:mod:`recon.strategies.triangle_rounds`: ``split`` subdivides a triangle at its edge midpoints
+into 4, ``in_plane_copies`` clones small ones); ``--triangles.opaque-finish`` ends the run with
+solid, opaque triangles (``after_step``), and mesh exports weld corners that (nearly) coincide.
 """
 
 from __future__ import annotations
@@ -24,14 +27,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recon.models.base import (OPACITY, Model, Params, as_parameters, peak_preserving_opacity,
-                               sh_rows)
+from recon.models.base import OPACITY, Model, Params, as_parameters, sh_rows
 from recon.models.points import mean_neighbour_distance
 from recon.primitives.triangles import Triangles
 from recon.schedules import exponential_decay
 
-NOISE_GATE_SHARPNESS = 100.0  # as the Gaussians' MCMC noise: only nearly transparent
-NOISE_GATE_OPACITY = 0.005    # triangles explore
+FINISH_SIGMA = 1e-3  # the opaque finish's σ: r^0.001 > 0.99 for r > 5e-5 (solid but for a sliver)
+FINISH_OPACITY = 1.0 - 1e-4
 
 
 class TriangleModel(Model):
@@ -83,16 +85,23 @@ class TriangleModel(Model):
         weight = self.options.opacity_weight
         return weight * torch.sigmoid(params[OPACITY]).mean() if weight > 0 else None
 
+    def after_step(self, params: Params, optimizers: dict, step: int) -> None:
+        """The opaque finish: over the last ``opaque_finish`` of the run, σ is capped at
+        σ₀ (1 − t) (at least FINISH_SIGMA) and opacity floored at t, t rising 0 -> 1, so the last
+        step leaves solid, opaque triangles (the rest of each triangle keeps learning)."""
+        total, fraction = self.config.steps, self.options.opaque_finish
+        start = (1.0 - fraction) * total
+        if fraction <= 0 or step + 1 < start:
+            return
+        t = min(1.0, (step + 1 - start) / (total - start))
+        with torch.no_grad():
+            cap = max(FINISH_SIGMA, self.options.sigma * (1.0 - t))
+            params["sigmas"].clamp_(max=math.log(cap))
+            floor = min(t, FINISH_OPACITY)
+            if floor > 0:
+                params[OPACITY].clamp_(min=math.log(floor / (1.0 - floor)))
+
     # -- strategy moves -----------------------------------------------------------------------
-
-    def sizes(self, params: Params) -> Tensor:
-        """The largest distance of a corner from the centroid."""
-        v = params["vertices"].detach()
-        return (v - v.mean(1, keepdim=True)).norm(dim=-1).amax(-1)
-
-    def scale_penalty(self, params: Params) -> Tensor:
-        v = params["vertices"]
-        return (v - v.mean(1, keepdim=True)).norm(dim=-1).mean()
 
     def split(self, params, picked, generator=None) -> tuple[int, dict[str, Tensor]]:
         """Midpoint subdivision: the three corner triangles and the middle one cover the parent
@@ -120,30 +129,14 @@ class TriangleModel(Model):
         offset = offset - (offset * normal).sum(-1, keepdim=True) * normal
         return {"vertices": v + offset[:, None, :]}
 
-    def relocation_overrides(self, params, targets, copies) -> dict[str, Tensor]:
-        """Stacked copies keep the peak opacity, 1 − (1 − o)^(1/n)."""
-        opacity = torch.sigmoid(params[OPACITY].detach()[targets])
-        return {OPACITY: peak_preserving_opacity(opacity, copies)}
-
-    def position_noise(self, params, scale, generator=None) -> Tensor:
-        """A translation of the whole triangle by size²·η·scale·gate (the Gaussians' SGLD noise
-        with the triangle's size standing in for the covariance)."""
-        with torch.no_grad():
-            v = params["vertices"].detach()
-            opacity = torch.sigmoid(params[OPACITY].detach())
-            gate = torch.sigmoid(-NOISE_GATE_SHARPNESS * (opacity - NOISE_GATE_OPACITY))
-            eta = torch.randn(v.shape[0], 3, dtype=v.dtype, device=v.device, generator=generator)
-            step = eta * (self.sizes(params) ** 2 * gate * scale)[:, None]
-            return step[:, None, :].expand_as(v)
-
     # -- downstream ---------------------------------------------------------------------------
 
     def export(self, format, path, params, normalization, sh_degree) -> Path:
         """The soup as a mesh (ply/glb/obj), one DC colour per triangle on its corners, in the
-        input frame (corners not welded)."""
+        input frame, corners closer than ``weld`` × the median edge length merged."""
         if format not in self.export_formats:
             return super().export(format, path, params, normalization, sh_degree)
-        mesh = soup_mesh(params)
+        mesh = soup_mesh(params, self.options.weld)
         if normalization is not None:
             mesh.vertices = normalization.inverse().apply(np.asarray(mesh.vertices))
         path = Path(path)
@@ -167,19 +160,25 @@ def face_normals(vertices: Tensor) -> Tensor:
     return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def soup_mesh(params: Params):
-    """A ``trimesh.Trimesh`` with one face per triangle (3 unshared corners each) coloured by
-    its DC colour (same frame as ``params``)."""
+def soup_mesh(params: Params, weld: float = 0.0):
+    """A ``trimesh.Trimesh`` of the soup coloured by each triangle's DC colour (same frame as
+    ``params``): one face per triangle, corners closer than ``weld`` × the median edge length
+    merged (:func:`recon.mesh.soup.weld`; 0: none merged, 3 private corners per face)."""
     import trimesh
 
+    from recon.mesh.soup import weld as weld_corners
     from recon.render.sh import sh0_to_rgb
 
-    v = params["vertices"].detach().float().cpu()
+    v = params["vertices"].detach().double().cpu()
     n = len(v)
     rgb = sh0_to_rgb(params["sh0"].detach().float().cpu()[:, 0, :]).clamp(0.0, 1.0)
-    colours = (rgb[:, None, :].expand(n, 3, 3).reshape(-1, 3) * 255).round().to(torch.uint8)
-    return trimesh.Trimesh(v.reshape(-1, 3).numpy(), np.arange(3 * n).reshape(n, 3),
-                           vertex_colors=colours.numpy(), process=False)
+    colours = (rgb[:, None, :].expand(n, 3, 3) * 255).round().to(torch.uint8).numpy()
+    if weld <= 0:
+        return trimesh.Trimesh(v.reshape(-1, 3).numpy(), np.arange(3 * n).reshape(n, 3),
+                               vertex_colors=colours.reshape(-1, 3), process=False)
+    edges = (v - v.roll(-1, dims=1)).norm(dim=-1)
+    tolerance = weld * float(edges.median()) if n else 0.0
+    return weld_corners(v.numpy(), colours, tolerance)
 
 
 __all__ = ["TriangleModel", "corners", "face_normals", "soup_mesh"]

@@ -7,7 +7,7 @@ grows toward min(``cap_max``, ``growth`` × N) and replaces its dead triangles:
   ``min_opacity``, or (after ``views_from``) resolved in fewer than ``min_views`` of the views
   rendered since the last round;
 * candidates are drawn without replacement ∝ opacity or ∝ 1/σ (sharp triangles), alternating
-  round by round; the draw stops once the new rows pay for the growth and the dead;
+  round by round, as long as the new rows fit the growth plus the dead (never past the cap);
 * a candidate larger than ``split_pixels`` on screen (its largest extent since the last round)
   is subdivided at its edge midpoints into 4 (+3 rows); a smaller one is cloned with an in-plane
   offset of up to ``clone_spread`` × its size (+1 row), parent and clone each taking opacity
@@ -162,8 +162,8 @@ class TriangleRoundsStrategy(Strategy):
 
 
 def _draw(weights: torch.Tensor, budget: int, big: torch.Tensor) -> torch.Tensor:
-    """Indices drawn without replacement ∝ ``weights`` until their cost (3 rows for a ``big``
-    one, subdivided into 4; 1 for a clone) reaches ``budget``."""
+    """Indices drawn without replacement ∝ ``weights`` while their total cost (3 new rows for a
+    ``big`` one, subdivided into 4; 1 for a clone) stays within ``budget``."""
     import torch
 
     available = int((weights > 0).sum())
@@ -172,8 +172,7 @@ def _draw(weights: torch.Tensor, budget: int, big: torch.Tensor) -> torch.Tensor
         return torch.zeros(0, dtype=torch.long, device=weights.device)
     drawn = torch.multinomial(weights, count, replacement=False)
     cost = torch.cumsum(torch.where(big[drawn], 3, 1), 0)
-    reached = torch.nonzero(cost >= budget, as_tuple=False)
-    return drawn[: int(reached[0]) + 1] if len(reached) else drawn
+    return drawn[cost <= budget]  # a prefix (cost grows): never past the cap
 
 
 __all__ = ["TriangleRoundsStrategy"]

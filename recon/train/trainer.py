@@ -256,6 +256,7 @@ class Trainer:
                                                  lr=lrs[model.position])
         with _stage("regularizer"):
             reg.after_step(self.params, self.optimizers, self.strategy_state, step)
+        model.after_step(self.params, self.optimizers, step)
         self.step += 1
         return {"loss": loss.detach(), "image": image.detach(), "target": target}
 

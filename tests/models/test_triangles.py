@@ -84,3 +84,26 @@ def test_the_soup_exports_as_a_mesh_in_the_input_frame(model, tmp_path):
     assert len(mesh.faces) == 10
     expected = (params["vertices"].detach().reshape(-1, 3).numpy() - [0.0, 1.0, 0.0]) / 2.0
     np.testing.assert_allclose(np.asarray(mesh.vertices), expected, atol=1e-6)
+
+
+def test_the_opaque_finish_ends_with_solid_opaque_triangles():
+    """Over the last 20 % of 100 steps σ is capped at σ₀ (1 − t) and opacity floored at t: untouched
+    before step 79, half way at step 89, solid (σ = 0.001) and opaque (0.9999) after the last."""
+    import dataclasses
+
+    config = FitConfig(data=Path("unused"), model="triangles", steps=100)
+    config = dataclasses.replace(config, triangles=dataclasses.replace(config.triangles,
+                                                                       opaque_finish=0.2))
+    model = TriangleModel(config, scene_scale=1.0)
+    g = torch.Generator().manual_seed(3)
+    params = model.initialize(torch.rand(10, 3, generator=g).numpy(), np.full((10, 3), 0.5), g,
+                              "cpu")
+    before = {k: v.detach().clone() for k, v in params.items()}
+    model.after_step(params, {}, 78)
+    assert all(torch.equal(params[k], before[k]) for k in before)
+    model.after_step(params, {}, 89)                       # t = 0.5
+    assert torch.allclose(params["sigmas"].exp(), torch.full((10,), 0.58), rtol=1e-5)
+    assert torch.allclose(torch.sigmoid(params["opacities"]), torch.full((10,), 0.5), atol=1e-6)
+    model.after_step(params, {}, 99)
+    assert torch.allclose(params["sigmas"].exp(), torch.full((10,), 1e-3), rtol=1e-5)
+    assert (torch.sigmoid(params["opacities"]) >= 0.9999 - 1e-6).all()

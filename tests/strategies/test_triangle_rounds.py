@@ -56,8 +56,8 @@ def ids(params) -> torch.Tensor:
 
 def test_a_round_grows_by_the_factor_and_replaces_the_dead(model):
     """50 triangles, 10 dead, a fifth of the rest big: the round removes the dead and adds
-    1.3 × 50 − 50 + 10 = 25 rows, in 4-way subdivisions (+3) and clones (+1), landing on 65
-    (one subdivision may overshoot by at most 2)."""
+    up to 1.3 × 50 − 50 + 10 = 25 rows, in 4-way subdivisions (+3) and clones (+1), landing on
+    65 (or up to 2 short of it, when the next subdivision would overshoot)."""
     torch.manual_seed(0)
     params, optimizers = soup(model)
     dead, big = list(range(10)), list(range(10, 50, 5))
@@ -76,7 +76,7 @@ def test_a_round_grows_by_the_factor_and_replaces_the_dead(model):
     assert not set(cloned.tolist()) & set(big)
     assert len(subdivided) == result["subdivided"] > 0 and len(cloned) == result["cloned"] > 0
     assert set(counts.tolist()) <= {0, 1, 2, 4}
-    assert 65 <= ops.num_rows(params) <= 67
+    assert 63 <= ops.num_rows(params) <= 65
     assert ops.num_rows(params) == 40 + 3 * len(subdivided) + len(cloned)
 
     opacity = torch.sigmoid(params["opacities"].detach())
