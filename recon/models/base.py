@@ -36,7 +36,8 @@ from recon.render.sh import num_bases, rgb_to_sh0
 if TYPE_CHECKING:
     import numpy as np
 
-    from recon.cameras import Similarity
+    from recon.cameras import Camera, Similarity
+    from recon.render import RenderResult
 
 OPACITY = "opacities"
 """The opacity logits [N] of every model."""
@@ -111,9 +112,15 @@ class Model:
         """Keyword options of the primitive's projection (``render(**options)``)."""
         return {}
 
-    def loss(self, params: Params) -> Tensor | None:
-        """A term of the model's own added to the training loss (None: nothing)."""
+    def loss(self, params: Params, step: int = 0, result: RenderResult | None = None,
+             camera: Camera | None = None) -> Tensor | None:
+        """A term of the model's own added to the training loss (None: nothing); ``result`` is
+        the step's render of ``camera`` (with depth and normals when :meth:`needs_normals`)."""
         return None
+
+    def needs_normals(self, step: int) -> bool:
+        """Should the training render include depth and normal maps for :meth:`loss`?"""
+        return False
 
     def after_step(self, params: Params, optimizers: dict, step: int) -> None:
         """Edits of the model's own schedule after each training step (default: none)."""

@@ -91,6 +91,10 @@ class TriangleOptions:
     opacity_weight: float = 0.0055
     """Weight of the opacity L1 term, mean(opacity), in the loss (Triangle Splatting's
     λ_opacity; removing it cost the reference 0.016 LPIPS)."""
+    normal_weight: float = 1e-4
+    """λ_normal of the normal-consistency term (rendered normals vs the rendered depth's)."""
+    normal_start: float = 5 / 30
+    """Fraction of the steps after which the normal term is on (the reference: 5k of 30k)."""
     opaque_finish: float = 0.0
     """Fraction of the steps at the end over which σ anneals to 0 and opacity to 1, so the soup
     renders (and exports) as a plain opaque mesh; 0: off."""
@@ -111,6 +115,8 @@ class TriangleOptions:
             (0.0 <= self.opaque_finish < 1.0,
              f"--triangles.opaque-finish must be in [0, 1), got {self.opaque_finish}."),
             (self.weld >= 0, f"--triangles.weld must be >= 0, got {self.weld}."),
+            (self.normal_weight >= 0,
+             f"--triangles.normal-weight must be >= 0, got {self.normal_weight}."),
         ]
         raise_first(checks)
 

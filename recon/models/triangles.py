@@ -80,10 +80,27 @@ class TriangleModel(Model):
         return Triangles(vertices=params["vertices"], log_sigma=params["sigmas"],
                          opacity_logit=params[OPACITY])
 
-    def loss(self, params: Params) -> Tensor | None:
-        """λ_opacity · mean(opacity): unneeded triangles fade and get recycled."""
-        weight = self.options.opacity_weight
-        return weight * torch.sigmoid(params[OPACITY]).mean() if weight > 0 else None
+    def loss(self, params: Params, step: int = 0, result=None, camera=None) -> Tensor | None:
+        """λ_opacity · mean(opacity) (unneeded triangles fade and get recycled), and after
+        ``normal_start`` of the run λ_normal · mean(1 − n_rendered · n_depth): the blended face
+        normals should agree with the normals of the rendered depth (2DGS's normal
+        consistency), which lays the triangles flat on the surface they draw."""
+        o = self.options
+        terms = []
+        if o.opacity_weight > 0:
+            terms.append(o.opacity_weight * torch.sigmoid(params[OPACITY]).mean())
+        if self.needs_normals(step) and result is not None and result.normals is not None:
+            from recon.render.normals import depth_normals
+
+            rendered = result.normals[0] if result.normals.dim() == 4 else result.normals
+            depth = result.depth[0] if result.depth.dim() == 3 else result.depth
+            agreement = (rendered * depth_normals(depth, camera)).sum(0)
+            terms.append(o.normal_weight * (1.0 - agreement).mean())
+        return sum(terms) if terms else None
+
+    def needs_normals(self, step: int) -> bool:
+        o = self.options
+        return o.normal_weight > 0 and step >= o.normal_start * self.config.steps
 
     def after_step(self, params: Params, optimizers: dict, step: int) -> None:
         """The opaque finish: over the last ``opaque_finish`` of the run, σ is capped at

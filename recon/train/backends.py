@@ -21,9 +21,10 @@ class BackendError(ReconError):
 
 
 RenderFn = Callable[..., RenderResult]
-"""(params, camera, colors, sh_degree, background, absgrad, depth=False) -> RenderResult;
-``colors`` are the SH coefficients [N, K, 3] of the active bands; ``depth`` asks for the
-expected-depth map (regularizers need it)."""
+"""(params, camera, colors, sh_degree, background, absgrad, depth=False, normals=False) ->
+RenderResult; ``colors`` are the SH coefficients [N, K, 3] of the active bands; ``depth`` asks
+for the expected-depth map (regularizers need it), ``normals`` for the normal map (recon's
+renderer only)."""
 
 
 def training_device(backend: str) -> torch.device:
@@ -56,9 +57,9 @@ def renderer(backend: str, model) -> RenderFn:
     options = model.render_options()
 
     def draw(params, camera: Camera, colors: Tensor, sh_degree: int, background: Tensor,
-             absgrad: bool, depth: bool = False) -> RenderResult:
+             absgrad: bool, depth: bool = False, normals: bool = False) -> RenderResult:
         return render(model.primitives(params), camera, colors, background=background,
-                      backend=backend, sh_degree=sh_degree, depth=depth, normals=False,
+                      backend=backend, sh_degree=sh_degree, depth=depth, normals=normals,
                       absgrad=absgrad, **options)
 
     return draw
@@ -68,8 +69,8 @@ def _gsplat_renderer(primitives, eps2d: float, antialiased: bool) -> RenderFn:
     from gsplat import rasterization
 
     def draw(params, camera: Camera, colors: Tensor, sh_degree: int, background: Tensor,
-             absgrad: bool, depth: bool = False) -> RenderResult:
-        g = primitives(params)
+             absgrad: bool, depth: bool = False, normals: bool = False) -> RenderResult:
+        g = primitives(params)  # normals: never asked of Gaussians (no model loss needs them)
         device = g.means.device
         viewmats, Ks = cameras_to_tensors([camera], device)
         image, alpha, meta = rasterization(

@@ -212,13 +212,14 @@ class Trainer:
         model = self.model
         with _stage("render"):
             drawn = reg.renderable(self.params)
+            normals = model.needs_normals(step)
             result = self.draw(drawn, self.cameras[index], model.colors(self.params, sh_degree),
                                sh_degree, background, getattr(self.strategy, "absgrad", False),
-                               depth=reg.needs_depth(step))
+                               depth=reg.needs_depth(step) or normals, normals=normals)
         with _stage("loss"):
             image = result.features
             loss = photometric_loss(image, target, cfg.ssim_lambda)
-            own = model.loss(self.params)
+            own = model.loss(self.params, step, result, self.cameras[index])
             if own is not None:
                 loss = loss + own
             if strategy_active and hasattr(self.strategy, "regularization"):  # MCMC's L1 terms

@@ -107,3 +107,24 @@ def test_the_opaque_finish_ends_with_solid_opaque_triangles():
     model.after_step(params, {}, 99)
     assert torch.allclose(params["sigmas"].exp(), torch.full((10,), 1e-3), rtol=1e-5)
     assert (torch.sigmoid(params["opacities"]) >= 0.9999 - 1e-6).all()
+
+
+def test_the_normal_term_joins_the_loss_after_its_start():
+    """Before normal_start · steps only the opacity term; after it, λ_normal · mean(1 − n·n_depth)
+    over the image, here for a soup whose depth map is bumpy, so the rendered normals disagree
+    with it and the term has a gradient on the corners."""
+    config = FitConfig(data=Path("unused"), model="triangles", steps=300)
+    model = TriangleModel(config, scene_scale=1.0)
+    g = torch.Generator().manual_seed(4)
+    params = model.initialize((torch.rand(60, 3, generator=g) - 0.5).numpy(),
+                              torch.rand(60, 3, generator=g).numpy(), g, "cpu")
+    cam = camera()
+    assert not model.needs_normals(49) and model.needs_normals(50)    # 5/30 of 300 steps
+    result = render(model.primitives(params), cam, model.colors(params, 0), backend="cpu",
+                    sh_degree=0, depth=True, normals=True)
+    opacity_only = model.loss(params, 10, result, cam)
+    both = model.loss(params, 60, result, cam)
+    normal_term = float((both - opacity_only).detach())
+    assert 0 < normal_term <= 1e-4 * 2     # 1 − n·n_depth lies in [0, 2]
+    both.backward()
+    assert params["vertices"].grad.abs().sum() > 0
