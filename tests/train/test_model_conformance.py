@@ -102,7 +102,7 @@ def test_resume_continues_bit_for_bit(model, reg, tiny_npz, tmp_path):
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES)
-def test_eval_every_export_and_a_viewer_frame(model, tiny_npz, tmp_path):
+def test_eval_every_export_a_viewer_frame_and_a_video(model, tiny_npz, tmp_path):
     from recon.eval.evaluate import evaluate_run
     from recon.export import export_run
     from recon.run import load_run
@@ -122,6 +122,12 @@ def test_eval_every_export_and_a_viewer_frame(model, tiny_npz, tmp_path):
     assert frame.shape == (camera.height, camera.width, 3) and frame.dtype == np.uint8
     # Something is drawn over the white background.
     assert (frame < 250).any(-1).mean() > 0.05
+    # `recon render`: a short orbit video of the run.
+    from recon.viewer.video import render_camera_path
+
+    video = render_camera_path(run_dir, "orbit", tmp_path / "orbit.mp4", fps=4, seconds=1.0,
+                               backend="cpu")
+    assert video["num_frames"] == 4 and (tmp_path / "orbit.mp4").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES)
