@@ -8,10 +8,15 @@ the scene's ``mesh.ply`` with ``recon eval-mesh``'s metrics. One JSON line per
 (scene, method, reg): Chamfer distance and F-score threshold as fractions of the GT bounding-box
 diagonal, normal consistency, F-score, watertightness, fit and extraction seconds; then one
 summary line per (scene, method) with the Chamfer ratio surface / none (< 1: the regularizer
-helps).
+helps). Every row also carries the mesh's faces, components and open boundary edges.
+
+--model triangles fits triangle soups instead (TRIANGLE_FIT_ARGS: an opaque finish over the last
+10 %), with and without --reg connectivity, and scores the soup itself ("soup": the welded
+`recon export` mesh) and tsdf.
 
     python bench/meshes.py [--scenes object,spot,bunny] [--regs none,surface] [--steps 1000]
-                           [--resolution 128] [--methods sugar,tsdf] [--sugar-levels 0.3]
+                           [--model gaussians] [--resolution 128] [--methods sugar,tsdf]
+                           [--sugar-levels 0.3]
                            [--surface-schedule 0.3,0.45] [--fit-args "..."] [--work DIR] [--reuse]
 
 Every fit adds --fit-args (default FIT_ARGS below: --antialiased and a means lr that stays
@@ -53,6 +58,8 @@ RECON = [sys.executable, "-m", "recon.cli"]
 # Geometry needs more than the fast preset's photometric fit: antialiased splats (no 2D dilation
 # that fattens silhouettes) and means that keep moving (lr 2x, decaying to 0.1x, not 0.01x).
 FIT_ARGS = "--antialiased --optim.means-lr 3.2e-4 --optim.means-lr-final 0.1"
+# Triangle soups end opaque (the last 10 % anneal σ -> 0, opacity -> 1), so the soup is a surface.
+TRIANGLE_FIT_ARGS = "--model triangles --triangles.opaque-finish 0.1"
 
 
 def emit(record: dict) -> None:
@@ -79,8 +86,11 @@ def make_scene(name: str, out: Path, resolution: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", default="object,spot,bunny")
-    parser.add_argument("--regs", default="none,surface")
-    parser.add_argument("--methods", default="sugar,tsdf")
+    parser.add_argument("--model", default="gaussians", choices=("gaussians", "triangles"))
+    parser.add_argument("--regs", default=None,
+                        help="default: none,surface (Gaussians), none,connectivity (triangles)")
+    parser.add_argument("--methods", default=None,
+                        help="default: sugar,tsdf (Gaussians), soup,tsdf (triangles)")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--work", type=Path, default=None,
@@ -90,14 +100,22 @@ def main() -> None:
     parser.add_argument("--surface-schedule", default="",
                         help="entropy start and prune step of --reg surface as fractions of "
                              "--steps, e.g. 0.3,0.45 (default: SuGaR's 7/15, 9/15)")
-    parser.add_argument("--fit-args", default=FIT_ARGS,
+    parser.add_argument("--fit-args", default=None,
                         help="extra `recon fit` arguments of every run, with and without the "
                              f"regularizer (default: {FIT_ARGS!r})")
     parser.add_argument("--reuse", action="store_true",
                         help="keep datasets and finished runs already in --work (re-extract only)")
     args = parser.parse_args()
+    triangles = args.model == "triangles"
+    args.regs = args.regs or ("none,connectivity" if triangles else "none,surface")
+    args.methods = args.methods or ("soup,tsdf" if triangles else "sugar,tsdf")
+    if args.fit_args is None:
+        args.fit_args = TRIANGLE_FIT_ARGS if triangles else FIT_ARGS
 
+    from recon.export import export_run
     from recon.mesh.extract import extract_run_mesh
+    from recon.mesh.io import load_mesh
+    from recon.mesh.soup import topology
     from recon.mesh.metrics import compare_mesh_files
     from recon.mesh.options import SugarOptions
 
@@ -121,12 +139,16 @@ def main() -> None:
                                    *args.fit_args.split(), *schedule]), 1)
             for method, level in variants(args.methods, args.sugar_levels):
                 start = time.perf_counter()
-                sugar = SugarOptions(level=level) if level is not None else SugarOptions()
-                mesh = extract_run_mesh(run_dir, method, sugar=sugar, force=True, quiet=True)
+                if method == "soup":  # the triangles themselves, welded as `recon export` does
+                    mesh = export_run(run_dir, format="ply", force=True)
+                else:
+                    sugar = SugarOptions(level=level) if level is not None else SugarOptions()
+                    mesh = extract_run_mesh(run_dir, method, sugar=sugar, force=True, quiet=True)
                 extract_s = time.perf_counter() - start
                 m = compare_mesh_files(mesh, data / "mesh.ply")
                 chamfer[(method, level, reg)] = m.chamfer
-                emit({"scene": scene, "method": method, "level": level, "reg": reg,
+                emit({"scene": scene, "model": args.model, "method": method, "level": level,
+                      "reg": reg, **topology(load_mesh(mesh)),
                       "chamfer": m.chamfer, "accuracy": m.accuracy,
                       "completeness": m.completeness,
                       "normal_consistency": m.normal_consistency, "fscore": m.fscore,
@@ -136,10 +158,12 @@ def main() -> None:
                       "fit_args": args.fit_args,
                       "surface_schedule": args.surface_schedule if reg == "surface" else None})
         for method, level in variants(args.methods, args.sugar_levels):
-            if (method, level, "none") in chamfer and (method, level, "surface") in chamfer:
-                emit({"scene": scene, "method": method, "level": level,
-                      "chamfer_ratio_surface_vs_none":
-                          chamfer[(method, level, "surface")] / chamfer[(method, level, "none")]})
+            for reg in args.regs.split(","):
+                if reg != "none" and (method, level, "none") in chamfer \
+                        and (method, level, reg) in chamfer:
+                    emit({"scene": scene, "method": method, "level": level,
+                          f"chamfer_ratio_{reg}_vs_none":
+                              chamfer[(method, level, reg)] / chamfer[(method, level, "none")]})
 
 
 def variants(methods: str, levels: str) -> list[tuple[str, float | None]]:

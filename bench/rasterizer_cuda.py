@@ -23,6 +23,7 @@ import torch
 from recon.cameras import Camera, look_at
 from recon.primitives import Gaussians
 from recon.render import render
+from recon.render.testing import filled_cube
 
 
 def camera(width: int, height: int) -> Camera:
@@ -32,13 +33,8 @@ def camera(width: int, height: int) -> Camera:
 
 
 def gaussian_scene(n: int, seed: int = 0):
-    """n Gaussians filling a 2-unit cube, sized like a fitted scene (spacing ~ n^-1/3)."""
-    gen = torch.Generator().manual_seed(seed)
-    spacing = 2.0 / n ** (1 / 3)
-    tensors = (torch.rand(n, 3, generator=gen) * 2 - 1, torch.randn(n, 4, generator=gen),
-               torch.randn(n, 3, generator=gen) * 0.3 + math.log(0.5 * spacing),
-               torch.randn(n, generator=gen), torch.randn(n, 16, 3, generator=gen) * 0.2)
-    return [t.cuda() for t in tensors]
+    """n Gaussians filling a 2-unit cube, sized like a fitted scene, on the GPU."""
+    return [t.cuda() for t in filled_cube(n, seed)]
 
 
 def leaves(tensors):

@@ -6,11 +6,23 @@ importing each other.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from recon._ops import rasterize
 from recon.render.binning import bin_footprints
 from recon.render.reference import rasterize_dense
+
+
+def filled_cube(n: int, seed: int = 0) -> list[torch.Tensor]:
+    """n Gaussians filling a 2-unit cube about the origin, sized like a fitted scene (spacing
+    ~ n^-1/3), with SH degree 3 colours: [means, quats, log-scales, opacity logits, sh], CPU."""
+    gen = torch.Generator().manual_seed(seed)
+    spacing = 2.0 / n ** (1 / 3)
+    return [torch.rand(n, 3, generator=gen) * 2 - 1, torch.randn(n, 4, generator=gen),
+            torch.randn(n, 3, generator=gen) * 0.3 + math.log(0.5 * spacing),
+            torch.randn(n, generator=gen), torch.randn(n, 16, 3, generator=gen) * 0.2]
 
 
 def cameras(count: int, width: int, height: int, dtype=torch.float32, focal: float = 40.0):

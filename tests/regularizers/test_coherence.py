@@ -4,7 +4,6 @@ disparity TV and the multi-view consistency term, triangulation, and a short fit
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest

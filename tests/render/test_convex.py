@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -11,7 +9,7 @@ from recon._ops import rasterize
 from recon.cameras import Camera
 from recon.primitives.base import KIND_CONVEX
 from recon.primitives.convexes import (
-    FOOTPRINT_SIZE, Convexes, hull_lines, kernel_torch, pixel_bounds, project,
+    FOOTPRINT_SIZE, Convexes, hull_lines, kernel_torch, project,
 )
 from recon.render import render
 from recon.render.binning import bin_footprints

@@ -9,8 +9,6 @@ atomics in a different order (and gsplat differentiates through ``exp(log_scale)
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -18,6 +16,7 @@ import torch
 from recon.cameras import Camera, look_at
 from recon.primitives import Gaussians
 from recon.render import render
+from recon.render.testing import filled_cube
 
 pytestmark = pytest.mark.gpu
 gsplat = pytest.importorskip("gsplat")
@@ -26,12 +25,7 @@ NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
 
 def scene(n: int, seed: int):
-    gen = torch.Generator().manual_seed(seed)
-    spacing = 2.0 / n ** (1 / 3)
-    tensors = (torch.rand(n, 3, generator=gen) * 2 - 1, torch.randn(n, 4, generator=gen),
-               torch.randn(n, 3, generator=gen) * 0.3 + math.log(0.5 * spacing),
-               torch.randn(n, generator=gen), torch.randn(n, 16, 3, generator=gen) * 0.2)
-    return [t.cuda() for t in tensors]
+    return [t.cuda() for t in filled_cube(n, seed)]
 
 
 def camera(width: int, height: int, eye) -> Camera:

@@ -10,7 +10,7 @@ import torch
 from recon._ops import rasterize
 from recon.cameras import Camera
 from recon.primitives.base import KIND_TRIANGLE
-from recon.primitives.triangles import FOOTPRINT_SIZE, Triangles, kernel_torch, project
+from recon.primitives.triangles import Triangles, kernel_torch, project
 from recon.render import render
 from recon.render.binning import bin_footprints
 from recon.render.reference import ALPHA_MIN
