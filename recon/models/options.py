@@ -91,6 +91,8 @@ class TriangleOptions:
     opacity_weight: float = 0.0055
     """Weight of the opacity L1 term, mean(opacity), in the loss (Triangle Splatting's
     λ_opacity; removing it cost the reference 0.016 LPIPS)."""
+    size_weight: float = 1e-8
+    """λ_size of the term λ_size / mean(area) while densifying (world units; the reference's)."""
     normal_weight: float = 1e-4
     """λ_normal of the normal-consistency term (rendered normals vs the rendered depth's)."""
     normal_start: float = 5 / 30
@@ -115,8 +117,8 @@ class TriangleOptions:
             (0.0 <= self.opaque_finish < 1.0,
              f"--triangles.opaque-finish must be in [0, 1), got {self.opaque_finish}."),
             (self.weld >= 0, f"--triangles.weld must be >= 0, got {self.weld}."),
-            (self.normal_weight >= 0,
-             f"--triangles.normal-weight must be >= 0, got {self.normal_weight}."),
+            (self.normal_weight >= 0 and self.size_weight >= 0,
+             "--triangles.normal-weight and --triangles.size-weight must be >= 0."),
         ]
         raise_first(checks)
 

@@ -81,7 +81,8 @@ class TriangleModel(Model):
                          opacity_logit=params[OPACITY])
 
     def loss(self, params: Params, step: int = 0, result=None, camera=None) -> Tensor | None:
-        """λ_opacity · mean(opacity) (unneeded triangles fade and get recycled), and after
+        """λ_opacity · mean(opacity) (unneeded triangles fade and get recycled), while
+        densifying λ_size / mean(area) (against shrinking to nothing), and after
         ``normal_start`` of the run λ_normal · mean(1 − n_rendered · n_depth): the blended face
         normals should agree with the normals of the rendered depth (2DGS's normal
         consistency), which lays the triangles flat on the surface they draw."""
@@ -89,6 +90,10 @@ class TriangleModel(Model):
         terms = []
         if o.opacity_weight > 0:
             terms.append(o.opacity_weight * torch.sigmoid(params[OPACITY]).mean())
+        if o.size_weight > 0 and step < o.densify.refine_stop_iter:
+            v = params["vertices"]
+            area = 0.5 * torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]).norm(dim=-1)
+            terms.append(o.size_weight / area.mean().clamp_min(1e-30))
         if self.needs_normals(step) and result is not None and result.normals is not None:
             from recon.render.normals import depth_normals
 

@@ -37,8 +37,14 @@ def test_initialisation_follows_triangle_splatting(model):
     assert torch.allclose(params["sigmas"].exp(), torch.full((40,), 1.16))
     assert torch.allclose(torch.sigmoid(params["opacities"]), torch.full((40,), 0.28))
     assert set(model.learning_rates(0)) == set(params.keys())
-    # The opacity L1 term of the loss: λ_opacity = 0.0055 times the mean opacity.
-    assert float(model.loss(params).detach()) == pytest.approx(0.0055 * 0.28, rel=1e-6)
+    # The loss: λ_opacity = 0.0055 times the mean opacity, plus (while densifying) the size term
+    # λ_size = 1e-8 over the mean area.
+    v = params["vertices"].detach()
+    area = 0.5 * torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]).norm(dim=-1).mean()
+    expected = 0.0055 * 0.28 + 1e-8 / float(area)
+    assert float(model.loss(params).detach()) == pytest.approx(expected, rel=1e-6)
+    assert float(model.loss(params, step=10**6).detach()) == pytest.approx(0.0055 * 0.28,
+                                                                          rel=1e-6)
 
 
 def test_midpoint_subdivision_keeps_the_image(model):
