@@ -91,6 +91,9 @@ class TriangleOptions:
     opacity_weight: float = 0.0055
     """Weight of the opacity L1 term, mean(opacity), in the loss (Triangle Splatting's
     λ_opacity; removing it cost the reference 0.016 LPIPS)."""
+    vertex_colors: bool = False
+    """One SH colour per corner, interpolated across the triangle by barycentrics (Radiant
+    Triangle Soup), instead of one per triangle."""
     size_weight: float = 1e-8
     """λ_size of the term λ_size / mean(area) while densifying (world units; the reference's)."""
     normal_weight: float = 1e-4

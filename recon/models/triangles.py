@@ -6,7 +6,8 @@ The row set holds
 * ``sigmas`` [N] log window smoothness σ (σ -> 0: a solid triangle),
 * ``opacities`` [N] opacity logits,
 * ``sh0`` [N, 1, 3], ``shN`` [N, K-1, 3] SH colour, evaluated once per triangle along the
-  camera -> centre direction.
+  camera -> centre direction; with ``--triangles.vertex-colors`` [N, 1, 9] / [N, K-1, 9], one
+  set per corner (evaluated along the same direction, interpolated by barycentrics).
 
 Initialisation (Triangle Splatting): one triangle per point, its corners at the point plus
 2.23 × the mean 3-NN distance along three random unit directions, σ₀ = 1.16, o₀ = 0.28.
@@ -59,12 +60,15 @@ class TriangleModel(Model):
         spacing = torch.as_tensor(mean_neighbour_distance(centres.numpy()), dtype=torch.float32)
         dirs = torch.randn(n, 3, 3, generator=generator)
         dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        sh = sh_rows(torch.as_tensor(np.asarray(colors, dtype=np.float32)),
+                     self.config.max_sh_degree)
+        if o.vertex_colors:  # each corner's coefficients side by side: [N, K, 3 corners × RGB]
+            sh = {k: v.repeat(1, 1, 3) for k, v in sh.items()}
         return as_parameters({
             "vertices": centres[:, None, :] + o.size * spacing[:, None, None] * dirs,
             "sigmas": torch.full((n,), math.log(o.sigma)),
             OPACITY: torch.full((n,), math.log(o.opacity / (1.0 - o.opacity))),
-            **sh_rows(torch.as_tensor(np.asarray(colors, dtype=np.float32)),
-                      self.config.max_sh_degree),
+            **sh,
         }, device)
 
     def learning_rates(self, step: int) -> dict[str, float]:
@@ -75,6 +79,14 @@ class TriangleModel(Model):
                 "sh0": o.sh0_lr, "shN": o.shN_lr}
 
     # -- rendering ----------------------------------------------------------------------------
+
+    def colors(self, params: Params, sh_degree: int) -> Tensor:
+        """SH coefficients [N, K, 3] (one colour per triangle), or with vertex colours
+        [N, 3, K, 3] (per corner, interpolated across the triangle by barycentrics, RTS)."""
+        coefficients = Model.colors(params, sh_degree)
+        if not has_vertex_colors(params):
+            return coefficients
+        return coefficients.unflatten(-1, (3, 3)).transpose(1, 2)
 
     def primitives(self, params: Params) -> Triangles:
         return Triangles(vertices=params["vertices"], log_sigma=params["sigmas"],
@@ -128,12 +140,12 @@ class TriangleModel(Model):
     def split(self, params, picked, generator=None) -> tuple[int, dict[str, Tensor]]:
         """Midpoint subdivision: the three corner triangles and the middle one cover the parent
         exactly (colour, σ and opacity copied)."""
-        v = params["vertices"].detach()[picked]                                       # [M,3,3]
-        a, b, c = v.unbind(1)
-        ab, bc, ca = (a + b) / 2, (b + c) / 2, (c + a) / 2
-        children = torch.stack([torch.stack(t, 1) for t in
-                                ((a, ab, ca), (ab, b, bc), (ca, bc, c), (ab, bc, ca))])
-        return 4, {"vertices": children.reshape(-1, 3, 3)}
+        values = {"vertices": _subdivide(params["vertices"].detach()[picked], dim=1)}
+        if has_vertex_colors(params):  # corner colours: the midpoints take the edge's mean
+            for name in ("sh0", "shN"):
+                corners_sh = params[name].detach()[picked].unflatten(-1, (3, 3))  # [M,K,3,3]
+                values[name] = _subdivide(corners_sh, dim=2).flatten(-2)
+        return 4, values
 
     def window_sigma(self, params: Params) -> Tensor:
         """[N] the window smoothness σ (small: a sharp-edged, solid triangle)."""
@@ -170,6 +182,21 @@ class TriangleModel(Model):
         return soup_mesh(params)
 
 
+def _subdivide(x: Tensor, dim: int) -> Tensor:
+    """The 4 midpoint children of per-corner values ``x`` (corners along ``dim``), stacked child
+    by child along the first axis (child c of row m at c·M + m): the three corner triangles and
+    the middle one."""
+    a, b, c = x.unbind(dim)
+    ab, bc, ca = (a + b) / 2, (b + c) / 2, (c + a) / 2
+    children = [torch.stack(t, dim) for t in ((a, ab, ca), (ab, b, bc), (ca, bc, c), (ab, bc, ca))]
+    return torch.cat(children)
+
+
+def has_vertex_colors(params: Params) -> bool:
+    """Whether the rows hold one colour per corner (``sh0`` of 9 channels) rather than one."""
+    return params["sh0"].shape[-1] == 9
+
+
 def corners(params: Params) -> Tensor:
     """[N, 3, 3] the corners of a triangle row set (the parameter itself, for regularizers)."""
     return params["vertices"]
@@ -183,8 +210,8 @@ def face_normals(vertices: Tensor) -> Tensor:
 
 
 def soup_mesh(params: Params, weld: float = 0.0):
-    """A ``trimesh.Trimesh`` of the soup coloured by each triangle's DC colour (same frame as
-    ``params``): one face per triangle, corners closer than ``weld`` × the median edge length
+    """A ``trimesh.Trimesh`` of the soup coloured by each triangle's (or corner's) DC colour (same
+    frame as ``params``): one face per triangle, corners closer than ``weld`` × the median edge length
     merged (:func:`recon.mesh.soup.weld`; 0: none merged, 3 private corners per face)."""
     import trimesh
 
@@ -193,8 +220,9 @@ def soup_mesh(params: Params, weld: float = 0.0):
 
     v = params["vertices"].detach().double().cpu()
     n = len(v)
-    rgb = sh0_to_rgb(params["sh0"].detach().float().cpu()[:, 0, :]).clamp(0.0, 1.0)
-    colours = (rgb[:, None, :].expand(n, 3, 3) * 255).round().to(torch.uint8).numpy()
+    dc = params["sh0"].detach().float().cpu()[:, 0, :].reshape(n, -1, 3)   # [N, 1 or 3, 3]
+    rgb = sh0_to_rgb(dc).clamp(0.0, 1.0).expand(n, 3, 3)
+    colours = (rgb * 255).round().to(torch.uint8).numpy()
     if weld <= 0:
         return trimesh.Trimesh(v.reshape(-1, 3).numpy(), np.arange(3 * n).reshape(n, 3),
                                vertex_colors=colours.reshape(-1, 3), process=False)
@@ -203,4 +231,4 @@ def soup_mesh(params: Params, weld: float = 0.0):
     return weld_corners(v.numpy(), colours, tolerance)
 
 
-__all__ = ["TriangleModel", "corners", "face_normals", "soup_mesh"]
+__all__ = ["TriangleModel", "corners", "face_normals", "has_vertex_colors", "soup_mesh"]

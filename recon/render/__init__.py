@@ -63,8 +63,9 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
     """Render ``primitives`` into one camera or a list of cameras of the same size.
 
     features: [N, C] or per camera [B, N, C]; per vertex [N, V, C] / [B, N, V, C] for primitives
-    with V > 1 (triangles); with ``sh_degree``, SH coefficients [N, K, C] (or [B, N, K, C])
-    evaluated along the camera->centre direction, +0.5 and clamped at 0 (3DGS convention).
+    with V > 1 (triangles); with ``sh_degree``, SH coefficients [N, K, C] (or [B, N, K, C], or
+    per vertex [N, V, K, C]) evaluated along the camera->centre direction, +0.5 and clamped at 0
+    (3DGS convention).
     background: [C] colour composited behind the features. ``project_options`` go to the
     primitive's projection (e.g. eps2d, antialiased, near_plane for Gaussians).
     """
@@ -95,8 +96,13 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
         # Rigid world->camera: the centre is -Rᵀ t (linalg.inv would sync with a CUDA host).
         cam_centers = -torch.einsum("bji,bj->bi", viewmats[:, :3, :3], viewmats[:, :3, 3])
         dirs = centers[None] - cam_centers[:, None]                                 # [B,N,3]
+        per_vertex = V > 1 and features.dim() == 4 and features.shape[:2] == (N, V)
+        if per_vertex:  # [N, V, K, C] -> [N, K, V·C]: every vertex along the centre's direction
+            features = features.transpose(1, 2).flatten(2)
         features = (_sh_colors(sh_degree, dirs, features, native=backend != "torch") + 0.5)
         features = features.clamp_min(0.0)
+        if per_vertex:
+            features = features.unflatten(-1, (V, -1))                              # [B,N,V,C]
     feats = _per_camera_vertex_features(features, B, N, V).to(dtype)
     C = feats.shape[-1]
     want_normals = normals and fp.normals is not None

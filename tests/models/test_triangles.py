@@ -3,6 +3,7 @@ the image, and the soup exported as a mesh in the input frame."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from recon.cameras import Camera, Similarity, look_at
 from recon.models.base import create_optimizers
 from recon.models.points import mean_neighbour_distance
-from recon.models.triangles import TriangleModel
+from recon.models.triangles import TriangleModel, soup_mesh
 from recon.render import render
 from recon.strategies import ops
 from recon.train.config import FitConfig
@@ -47,16 +48,27 @@ def test_initialisation_follows_triangle_splatting(model):
                                                                           rel=1e-6)
 
 
-def test_midpoint_subdivision_keeps_the_image(model):
+def vertex_colored() -> TriangleModel:
+    config = FitConfig(data=Path("unused"), model="triangles")
+    return TriangleModel(dataclasses.replace(config, triangles=dataclasses.replace(
+        config.triangles, vertex_colors=True)), scene_scale=1.0)
+
+
+@pytest.mark.parametrize("per_corner", [False, True])
+def test_midpoint_subdivision_keeps_the_image(model, per_corner):
     """Splitting every triangle into its 4 midpoint triangles covers the same area with the same
     colour: with σ → 0 (solid triangles) the image changes by a mean absolute 0.0016 (the
     children's shared edges, where two soft borders meet; tolerance 0.003), against 0.082 when
-    the triangles are removed."""
+    the triangles are removed. With a colour per corner the midpoints take the edge's mean, which
+    is what barycentric interpolation gives there, so the gradient is kept too."""
+    model = vertex_colored() if per_corner else model
     g = torch.Generator().manual_seed(1)
     params = model.initialize((torch.rand(20, 3, generator=g) - 0.5).numpy(),
                               torch.rand(20, 3, generator=g).numpy(), g, "cpu")
     params["sigmas"].data.fill_(-6.0)   # solid: the window is ~1 inside
     params["opacities"].data.fill_(1.0)
+    if per_corner:  # a different colour at every corner
+        params["sh0"].data.copy_(torch.randn(params["sh0"].shape, generator=g))
     optimizers = create_optimizers(params, model.learning_rates(0))
     cam = camera()
 
@@ -95,8 +107,6 @@ def test_the_soup_exports_as_a_mesh_in_the_input_frame(model, tmp_path):
 def test_the_opaque_finish_ends_with_solid_opaque_triangles():
     """Over the last 20 % of 100 steps σ is capped at σ₀ (1 − t) and opacity floored at t: untouched
     before step 79, half way at step 89, solid (σ = 0.001) and opaque (0.9999) after the last."""
-    import dataclasses
-
     config = FitConfig(data=Path("unused"), model="triangles", steps=100)
     config = dataclasses.replace(config, triangles=dataclasses.replace(config.triangles,
                                                                        opaque_finish=0.2))
@@ -134,3 +144,31 @@ def test_the_normal_term_joins_the_loss_after_its_start():
     assert 0 < normal_term <= 1e-4 * 2     # 1 − n·n_depth lies in [0, 2]
     both.backward()
     assert params["vertices"].grad.abs().sum() > 0
+
+
+def test_vertex_colours_are_interpolated_across_the_triangle():
+    """Red, green and blue corners: near each corner its own colour, at the centroid the mean
+    (solid triangle, SH degree 0, the view direction does not matter)."""
+    model = vertex_colored()
+    params = model.initialize(np.zeros((1, 3)), np.full((1, 3), 0.5), torch.Generator(), "cpu")
+    params["vertices"].data.copy_(torch.tensor([[[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0],
+                                                 [0.0, 1.2, 0.0]]]))
+    params["sigmas"].data.fill_(-6.0)
+    params["opacities"].data.fill_(9.0)
+    rgb = torch.eye(3)                                                 # corner i: primary i
+    params["sh0"].data.copy_(((rgb - 0.5) / 0.28209479177387814).reshape(1, 1, 9))
+    assert model.colors(params, 0).shape == (1, 3, 1, 3)
+    cam = camera()
+    with torch.no_grad():
+        image = render(model.primitives(params), cam, model.colors(params, 0), backend="cpu",
+                       sh_degree=0, depth=False, normals=False).features
+    mesh = soup_mesh(params)
+    assert (mesh.visual.vertex_colors[:, :3] == (rgb * 255).numpy()).all()
+    corners_px, _ = cam.project(params["vertices"].detach()[0].numpy())
+    centroid_px = corners_px.mean(0)
+    for corner_px, colour in zip(corners_px, rgb):
+        x, y = (corner_px + 0.15 * (centroid_px - corner_px)).astype(int)  # just inside
+        pixel = image[:, y, x]
+        assert int(pixel.argmax()) == int(colour.argmax()) and float(pixel.max()) > 0.6
+    x, y = centroid_px.astype(int)
+    assert torch.allclose(image[:, y, x], torch.full((3,), 0.99 / 3), atol=0.05)

@@ -80,12 +80,16 @@ def test_twenty_steps_lower_the_loss_and_grow_the_set(model, tiny_npz, tmp_path)
     trainer.strategy.check_sanity(trainer.params, trainer.optimizers)
 
 
-@pytest.mark.parametrize("model,reg", [(m, "none") for m in MODEL_NAMES]
-                         + [("triangles", "connectivity")])
-def test_resume_continues_bit_for_bit(model, reg, tiny_npz, tmp_path):
+@pytest.mark.parametrize("model,variant", [(m, "plain") for m in MODEL_NAMES]
+                         + [("triangles", "connectivity"), ("triangles", "vertex-colors")])
+def test_resume_continues_bit_for_bit(model, variant, tiny_npz, tmp_path):
     # connectivity: edges re-paired every 3 steps and after each round (steps 5, 10, 15), so the
     # resumed run must carry the pairs of step 6 across the interruption at step 7.
-    changes = dict(reg=reg, connectivity=ConnectivityOptions(every=3))
+    changes = dict(reg="connectivity" if variant == "connectivity" else "none",
+                   connectivity=ConnectivityOptions(every=3))
+    if variant == "vertex-colors":  # per-corner SH, subdivided with the corners
+        base = model_config(model, tiny_npz, tmp_path)
+        changes["triangles"] = dataclasses.replace(base.triangles, vertex_colors=True)
     straight = Trainer.open(model_config(model, tiny_npz, tmp_path / "a", **changes))
     straight.train()
     first = Trainer.open(model_config(model, tiny_npz, tmp_path / "b", **changes))
@@ -94,6 +98,7 @@ def test_resume_continues_bit_for_bit(model, reg, tiny_npz, tmp_path):
     del first
     resumed = Trainer.open(model_config(model, tiny_npz, tmp_path / "b", resume=True, **changes))
     assert resumed.step == 7 and resumed.model.name == model
+    assert resumed.params["sh0"].shape[-1] == (9 if variant == "vertex-colors" else 3)
     resumed.train()
     a, b = params_of(straight), params_of(resumed)
     assert a.keys() == b.keys()
