@@ -101,8 +101,9 @@ class TriangleOptions:
     normal_start: float = 5 / 30
     """Fraction of the steps after which the normal term is on (the reference: 5k of 30k)."""
     opaque_finish: float = 0.0
-    """Fraction of the steps at the end over which σ anneals to 0 and opacity to 1, so the soup
-    renders (and exports) as a plain opaque mesh; 0: off."""
+    """Fraction of the steps at the end over which σ anneals to 0, transparent triangles are
+    pruned and the rest turn opaque, so the soup renders (and exports) as a plain opaque mesh;
+    densification stops when it starts. 0: off."""
     weld: float = 0.02
     """Mesh exports merge corners closer than this × the median edge length."""
     densify: TriangleRoundsStrategy = field(default_factory=TriangleRoundsStrategy)

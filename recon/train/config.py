@@ -168,8 +168,11 @@ class FitConfig:
     def build_strategy(self):
         """A fresh strategy object with the selected strategy's settings (``default`` is the
         model's own densification)."""
-        if self.model == "triangles":
-            chosen = self.triangles.densify  # its only strategy, mcmc: Triangle Splatting's rounds
+        if self.model == "triangles":  # its only strategy, mcmc: Triangle Splatting's rounds
+            chosen = self.triangles.densify
+            finish_start = int((1.0 - self.triangles.opaque_finish) * self.steps)
+            if self.triangles.opaque_finish > 0 and finish_start < chosen.refine_stop_iter:
+                chosen = dataclasses.replace(chosen, refine_stop_iter=finish_start)
         elif self.strategy == "mcmc":
             chosen = self.mcmc
         else:

@@ -105,24 +105,35 @@ def test_the_soup_exports_as_a_mesh_in_the_input_frame(model, tmp_path):
 
 
 def test_the_opaque_finish_ends_with_solid_opaque_triangles():
-    """Over the last 20 % of 100 steps σ is capped at σ₀ (1 − t) and opacity floored at t: untouched
-    before step 79, half way at step 89, solid (σ = 0.001) and opaque (0.9999) after the last."""
+    """Over the last 20 % of 100 steps: σ capped at σ₀ (1 − t), a loss term pushing towards solid
+    and opaque, over the second half the triangles below an opacity rising 0.1 -> 0.7 pruned
+    (their Adam rows with them), and after the last step the survivors opaque. Untouched before
+    step 79; at step 89 (t = ½) σ = 0.58 and nothing is below 0.1; after step 99 the faint half
+    is gone and the rest is solid (σ = 0.001) and opaque."""
     config = FitConfig(data=Path("unused"), model="triangles", steps=100)
     config = dataclasses.replace(config, triangles=dataclasses.replace(config.triangles,
                                                                        opaque_finish=0.2))
     model = TriangleModel(config, scene_scale=1.0)
+    assert config.build_strategy().refine_stop_iter == 80   # no densification while finishing
     g = torch.Generator().manual_seed(3)
     params = model.initialize(torch.rand(10, 3, generator=g).numpy(), np.full((10, 3), 0.5), g,
                               "cpu")
+    params["opacities"].data.copy_(torch.logit(torch.tensor([0.9, 0.2] * 5)))
+    optimizers = create_optimizers(params, model.learning_rates(0))
+    push = model.loss(params, 85) - model.loss(params, 10)
+    assert float(push.detach()) == pytest.approx(1.16 + 0.02 / 0.55, rel=1e-5)
     before = {k: v.detach().clone() for k, v in params.items()}
-    model.after_step(params, {}, 78)
+    model.after_step(params, optimizers, 78)
     assert all(torch.equal(params[k], before[k]) for k in before)
-    model.after_step(params, {}, 89)                       # t = 0.5
+    model.after_step(params, optimizers, 89)
+    assert ops.num_rows(params) == 10
     assert torch.allclose(params["sigmas"].exp(), torch.full((10,), 0.58), rtol=1e-5)
-    assert torch.allclose(torch.sigmoid(params["opacities"]), torch.full((10,), 0.5), atol=1e-6)
-    model.after_step(params, {}, 99)
-    assert torch.allclose(params["sigmas"].exp(), torch.full((10,), 1e-3), rtol=1e-5)
+    model.after_step(params, optimizers, 99)
+    assert ops.num_rows(params) == 5
+    assert torch.equal(params["vertices"], before["vertices"][0::2])
+    assert torch.allclose(params["sigmas"].exp(), torch.full((5,), 1e-3), rtol=1e-5)
     assert (torch.sigmoid(params["opacities"]) >= 0.9999 - 1e-6).all()
+    assert optimizers["vertices"].param_groups[0]["params"][0] is params["vertices"]
 
 
 def test_the_normal_term_joins_the_loss_after_its_start():
