@@ -89,7 +89,9 @@ class TriangleRoundsStrategy(Strategy):
         else:
             from recon.strategies import ops
 
-            ops.remove(params, optimizers, self.dead(params, state, step))
+            dead = self.dead(params, state, step)
+            if not bool(dead.all()):  # a soup is never emptied (nothing would be left to fit)
+                ops.remove(params, optimizers, dead)
         self._reset(params, state)
 
     # -- the round ----------------------------------------------------------------------------
@@ -112,6 +114,8 @@ class TriangleRoundsStrategy(Strategy):
 
         n = ops.num_rows(params)
         dead = self.dead(params, state, step)
+        if bool(dead.all()):  # nothing alive to draw from: leave the soup as it is
+            return {"subdivided": 0, "cloned": 0, "removed": 0}
         budget = max(0, min(self.cap_max, int(self.growth * n)) - n) + int(dead.sum())
         if state["round"] % 2 == 0:
             weights = torch.sigmoid(params[OPACITY].detach())

@@ -140,3 +140,11 @@ def test_after_the_window_the_dead_are_only_removed(model):
     strategy.step_post_backward(params, optimizers, state, 1200, Info, model)
     assert ops.num_rows(params) == 15 and (ids(params) >= 5).all()
     assert len(state["max_weight"]) == 15 and (state["max_weight"] == 0).all()
+
+
+def test_a_soup_that_is_all_dead_is_left_alone(model):
+    params, optimizers = soup(model, n=8)
+    state = stats(8, dead=list(range(8)), big=[])
+    before = params["vertices"].detach().clone()
+    assert TriangleRoundsStrategy().grow(params, optimizers, state, 600, model)["removed"] == 0
+    assert torch.equal(params["vertices"], before)
