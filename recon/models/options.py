@@ -104,8 +104,9 @@ class TriangleOptions:
     """Fraction of the steps at the end over which σ anneals to 0, transparent triangles are
     pruned and the rest turn opaque, so the soup renders (and exports) as a plain opaque mesh;
     densification stops when it starts. 0: off."""
-    weld: float = 0.02
-    """Mesh exports merge corners closer than this × the median edge length."""
+    weld: float = 0.1
+    """Mesh exports merge corners closer than this × the median edge length (spot, finished
+    soup: 7,694 open edges at 0.02, 6,730 at 0.1, Chamfer 1.66 / 1.68 %)."""
     densify: TriangleRoundsStrategy = field(default_factory=TriangleRoundsStrategy)
     """Settings of --strategy mcmc (Triangle Splatting's growth rounds)."""
 

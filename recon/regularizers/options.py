@@ -126,10 +126,13 @@ class ConnectivityOptions:
     """Candidate partners of an edge: this many nearest edge midpoints."""
     tolerance: float = 0.3
     """Pair two edges when both matched endpoint pairs lie within this × their mean length."""
-    pull_weight: float = 0.1
+    pull_weight: float = 1.0
     """Weight of the mean squared endpoint gap, divided by the pair's squared edge length."""
-    normal_weight: float = 0.01
-    """Weight of the mean 1 − |n_a · n_b| over the paired faces."""
+    normal_weight: float = 0.1
+    """Weight of the mean 1 − |n_a · n_b| over the paired faces. (Chosen on spot, 1000 steps,
+    welded at 0.1: open edges 6,730 -> 4,305 and Chamfer 1.68 -> 1.72 %, against 0.1 / 0.01:
+    weaker, and 10 / 0.1 at τ 0.5: 3,813 edges but 2.05 %; lego_100 3000 steps: 28.33 dB,
+    28.44 with 0.1 / 0.01.)"""
 
     def validate(self) -> None:
         checks = [
