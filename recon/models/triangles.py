@@ -31,6 +31,7 @@ from torch import Tensor
 from recon.models.base import OPACITY, Model, Params, as_parameters, sh_rows
 from recon.models.points import mean_neighbour_distance
 from recon.primitives.triangles import Triangles
+from recon.render.normals import depth_normals
 from recon.schedules import exponential_decay
 
 FINISH_SIGMA = 1e-3  # the opaque finish's σ: r^0.001 > 0.99 for r > 5e-5 (solid but for a sliver)
@@ -114,8 +115,6 @@ class TriangleModel(Model):
             area = 0.5 * torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]).norm(dim=-1)
             terms.append(o.size_weight / area.mean().clamp_min(1e-30))
         if self.needs_normals(step) and result is not None and result.normals is not None:
-            from recon.render.normals import depth_normals
-
             rendered = result.normals[0] if result.normals.dim() == 4 else result.normals
             depth = result.depth[0] if result.depth.dim() == 3 else result.depth
             agreement = (rendered * depth_normals(depth, camera)).sum(0)

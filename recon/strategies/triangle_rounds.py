@@ -14,7 +14,7 @@ grows toward min(``cap_max``, ``growth`` × N) and replaces its dead triangles:
   1 − √(1 − o) so the pair composites to the parent's opacity;
 * the dead are removed. New and rewritten rows restart their Adam moments.
 
-After the window, dead triangles are only removed. "Resolved" is read off the renderer's screen
+After the window, and while the model makes its opaque finish, dead triangles are only removed. "Resolved" is read off the renderer's screen
 radius (≥ ``resolved_radius`` px): the reference counts views where the incircle exceeds 1 px,
 and the soup's screen box is what the render result reports per view.
 
@@ -79,12 +79,12 @@ class TriangleRoundsStrategy(Strategy):
     def step_post_backward(self, params: torch.nn.ParameterDict,
                            optimizers: dict[str, torch.optim.Optimizer], state: dict, step: int,
                            info: RenderResult, model: Model, lr: float | None = None) -> None:
-        """Accumulate the statistics; run a round (in the window) or remove the dead (after it)
-        every ``refine_every`` steps."""
+        """Accumulate the statistics; run a round (in the window, unless the model is making its
+        opaque finish) or remove the dead (otherwise) every ``refine_every`` steps."""
         self._accumulate(params, state, info)
         if step % self.refine_every or step <= self.refine_start_iter:
             return
-        if step < self.refine_stop_iter:
+        if step < self.refine_stop_iter and model.finishing(step) is None:
             self.grow(params, optimizers, state, step, model)
         else:
             from recon.strategies import ops

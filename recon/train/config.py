@@ -170,9 +170,6 @@ class FitConfig:
         model's own densification)."""
         if self.model == "triangles":  # its only strategy, mcmc: Triangle Splatting's rounds
             chosen = self.triangles.densify
-            finish_start = int((1.0 - self.triangles.opaque_finish) * self.steps)
-            if self.triangles.opaque_finish > 0 and finish_start < chosen.refine_stop_iter:
-                chosen = dataclasses.replace(chosen, refine_stop_iter=finish_start)
         elif self.strategy == "mcmc":
             chosen = self.mcmc
         else:

@@ -114,7 +114,7 @@ def test_the_opaque_finish_ends_with_solid_opaque_triangles():
     config = dataclasses.replace(config, triangles=dataclasses.replace(config.triangles,
                                                                        opaque_finish=0.2))
     model = TriangleModel(config, scene_scale=1.0)
-    assert config.build_strategy().refine_stop_iter == 80   # no densification while finishing
+    assert model.finishing(78) is None and model.finishing(79) == pytest.approx(0.0)
     g = torch.Generator().manual_seed(3)
     params = model.initialize(torch.rand(10, 3, generator=g).numpy(), np.full((10, 3), 0.5), g,
                               "cpu")

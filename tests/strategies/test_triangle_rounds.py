@@ -148,3 +148,23 @@ def test_a_soup_that_is_all_dead_is_left_alone(model):
     before = params["vertices"].detach().clone()
     assert TriangleRoundsStrategy().grow(params, optimizers, state, 600, model)["removed"] == 0
     assert torch.equal(params["vertices"], before)
+
+
+def test_no_round_while_the_model_finishes():
+    """During the opaque finish (here the last half of 1000 steps) a round only removes the
+    dead, as after the window."""
+    import dataclasses
+
+    config = FitConfig(data=Path("unused"), model="triangles", steps=1000)
+    finishing = TriangleModel(dataclasses.replace(config, triangles=dataclasses.replace(
+        config.triangles, opaque_finish=0.5)), scene_scale=1.0)
+    params, optimizers = soup(finishing, n=20)
+    state = stats(20, dead=[0, 1], big=[])
+
+    class Info:
+        radii = torch.full((1, 20), 3, dtype=torch.int32)
+        max_weight = state["max_weight"][None].clone()
+
+    strategy = TriangleRoundsStrategy(refine_every=100)
+    strategy.step_post_backward(params, optimizers, state, 600, Info, finishing)
+    assert ops.num_rows(params) == 18 and (ids(params) >= 2).all()
