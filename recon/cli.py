@@ -15,7 +15,7 @@ from typing import Literal
 import tyro
 
 from recon.errors import ReconError
-from recon.mesh.options import SugarOptions, TsdfOptions, ViewOptions
+from recon.mesh.options import FlexiCubesExtractOptions, SugarOptions, TsdfOptions, ViewOptions
 from recon.train.config import DataOptions
 
 
@@ -151,7 +151,7 @@ class Export:
     what: Literal["auto", "splats", "mesh"] = "auto"
     """auto: the formats the model writes export the model, the others the extracted mesh; mesh
     or splats (the model) to choose."""
-    method: Literal["sugar", "tsdf"] | None = None
+    method: Literal["sugar", "tsdf", "flexicubes"] | None = None
     """Which extracted mesh to export (default: the newest)."""
     out: Path | None = None
     """Output file (default: RUN/export/splats.FORMAT or convexes.FORMAT, or
@@ -175,11 +175,13 @@ class ExtractMesh:
 
     sugar: level-set points (density λ = 0.3) along the training rays with density-gradient
     normals, screened Poisson, trimmed; tsdf: TSDF fusion of the depth where each training ray
-    reaches that level (or of the rendered depth) and the rendered colour."""
+    reaches that level (or of the rendered depth) and the rendered colour; flexicubes: a closed
+    FlexiCubes mesh fitted (recon fit --model flexicubes, in RUN/flexicubes) to the opacity, depth
+    and colour the run renders in its training views."""
 
     run: tyro.conf.Positional[Path]
     """Run directory written by `recon fit`."""
-    method: Literal["sugar", "tsdf"] = "sugar"
+    method: Literal["sugar", "tsdf", "flexicubes"] = "sugar"
     """Extraction method."""
     out: Path | None = None
     """Mesh file, .ply/.obj/.glb (default: RUN/export/mesh_METHOD.ply)."""
@@ -190,8 +192,9 @@ class ExtractMesh:
     sugar: SugarOptions = field(default_factory=SugarOptions)
     tsdf: TsdfOptions = field(default_factory=TsdfOptions)
     view: ViewOptions = field(default_factory=ViewOptions)
+    flexicubes: FlexiCubesExtractOptions = field(default_factory=FlexiCubesExtractOptions)
     seed: int = 0
-    """Random seed (which pixels SuGaR samples)."""
+    """Random seed (which pixels SuGaR samples; the FlexiCubes fit's)."""
     force: bool = False
     """Overwrite an existing mesh file."""
     quiet: bool = False
@@ -202,8 +205,8 @@ class ExtractMesh:
 
         path = extract_run_mesh(self.run, self.method, out=self.out, step=self.step,
                                 sugar=self.sugar, tsdf=self.tsdf, view=self.view,
-                                backend=self.backend, seed=self.seed, force=self.force,
-                                quiet=self.quiet)
+                                flexicubes=self.flexicubes, backend=self.backend,
+                                seed=self.seed, force=self.force, quiet=self.quiet)
         print(f"Wrote {path}. Compare it with a ground truth: recon eval-mesh {path} GT_MESH")
 
 

@@ -15,6 +15,10 @@
 //       than centred on the edge (0.5 - phi/band) so that two triangles sharing an edge cover it
 //       fully: centred ramps give each 0.5 there, compositing to a 0.75-coverage seam along
 //       every interior edge of a mesh. The price is a silhouette dilated by band/2 on average.
+//       The ramp around a corner of angle theta reaches band / sin(theta / 2) beyond it, a spike
+//       for the slivers a closed mesh shows at its silhouettes; so points more than MITRE_LIMIT
+//       bands beyond a corner along its bisector are outside (a bevel, as a stroke's miter
+//       limit; corners of 60 degrees and more are untouched).
 // Interpolation weights are the barycentrics of the pixel from an affine pixel->barycentric map:
 //   w0 = b00 px + b01 py + b02,  w1 = b10 px + b11 py + b12,  w2 = 1 - w0 - w1.
 //
@@ -33,6 +37,7 @@ struct TriangleKernel {
   static constexpr int INV_PHI_S = 9;
   static constexpr int SIGMA = 10;
   static constexpr int BARY = 11;
+  static constexpr float MITRE_LIMIT = 2.0f;
 
   // phi = max of the three lines; returns the index of the maximising line (first on ties).
   template <typename T>
@@ -58,6 +63,22 @@ struct TriangleKernel {
     w[2] = T(1) - w[0] - w[1];
   }
 
+  // Opaque mode: is the pixel past the bevel of a corner? Corner i joins lines i-1 and i; its
+  // bisector m = (n_{i-1} + n_i) / |n_{i-1} + n_i| points out, and the bevel is the line
+  // m . (p - q_i) = MITRE_LIMIT band, where m . q_i = -(c_{i-1} + c_i) / |n_{i-1} + n_i|.
+  template <typename T>
+  HOST_DEVICE static bool past_bevel(const T* fp, T px, T py, T band) {
+    const T limit = T(MITRE_LIMIT) * band;
+    for (int i = 0; i < 3; ++i) {
+      const T* a = fp + 3 * ((i + 2) % 3);
+      const T* b = fp + 3 * i;
+      const T mx = a[0] + b[0], my = a[1] + b[1];
+      const T along = mx * px + my * py + a[2] + b[2];  // |n_{i-1} + n_i| m . (p - q_i)
+      if (along > T(0) && along * along > limit * limit * (mx * mx + my * my)) return true;
+    }
+    return false;
+  }
+
   template <typename T>
   HOST_DEVICE static T eval(const T* fp, T px, T py, T* w) {
     weights(fp, px, py, w);
@@ -65,6 +86,7 @@ struct TriangleKernel {
     max_line(fp, px, py, &phi);
     const T sigma = fp[SIGMA];
     if (sigma < T(0)) {
+      if (phi > T(0) && past_bevel(fp, px, py, -sigma)) return T(0);
       const T k = T(1) - phi / (-sigma);
       return k < T(0) ? T(0) : (k > T(1) ? T(1) : k);
     }
@@ -93,6 +115,7 @@ struct TriangleKernel {
       const T band = -sigma;
       const T k = T(1) - phi / band;
       if (!(k > T(0) && k < T(1))) return;  // clamped: no gradient
+      if (past_bevel(fp, px, py, band)) return;  // cut off: I = 0
       v_phi = -v_k / band;
       v_fp[SIGMA] += -v_k * phi / (band * band);  // dk/dsigma = -dk/dband = -phi/band^2
     } else {

@@ -55,6 +55,8 @@ class Dataset:
     source_cameras: list[Camera | None] | None = None
     """Where an image file on disk is distorted: its distorted camera (same resolution as
     ``cameras[i]``); the image is undistorted to ``cameras[i]`` when decoded."""
+    depth_paths: list[Path | None] | None = None
+    """Per image, a depth map (camera z, 0 = unknown) in the input's units, or None."""
     _images: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -79,6 +81,35 @@ class Dataset:
                 img = np.concatenate([img[..., :3], alpha], axis=-1)
             self._images[i] = img
         return self._images[i]
+
+    @property
+    def has_depth(self) -> bool:
+        return self.depth_paths is not None and all(p is not None for p in self.depth_paths)
+
+    def depth(self, i: int) -> np.ndarray | None:
+        """float32 [H, W] camera-z depth of image i in the normalised frame (0 = unknown), at
+        the camera's resolution (nearest sample), or None when the image has none.
+
+        ``.npy`` holds float depth in the input's units; 16-bit PNG holds millimetres
+        (nerfstudio's default ``depth_unit_scale_factor`` 1e-3)."""
+        path = None if self.depth_paths is None else self.depth_paths[i]
+        if path is None:
+            return None
+        path = Path(path)
+        if path.suffix.lower() == ".npy":
+            depth = np.load(path).astype(np.float32)
+        else:
+            from PIL import Image
+
+            depth = np.asarray(Image.open(path), dtype=np.float32) * 1e-3
+        cam = self.cameras[i]
+        if depth.ndim != 2:
+            raise DatasetError(f"The depth map {path} has shape {depth.shape}; expected [H, W].")
+        if depth.shape != (cam.height, cam.width):  # nearest: never blend across silhouettes
+            rows = (np.arange(cam.height) + 0.5) * depth.shape[0] / cam.height
+            cols = (np.arange(cam.width) + 0.5) * depth.shape[1] / cam.width
+            depth = depth[rows.astype(int)[:, None], cols.astype(int)[None, :]]
+        return depth * np.float32(self.normalization.scale)
 
     @property
     def has_alpha(self) -> bool:
@@ -109,6 +140,7 @@ def build_dataset(
     mask_paths: list[Path | None] | None = None,
     points: np.ndarray | None = None,
     point_colors: np.ndarray | None = None,
+    depth_paths: list[Path | None] | None = None,
 ) -> Dataset:
     """Validate what a loader read, apply downscaling, assign the split and normalise the scene.
 
@@ -121,8 +153,9 @@ def build_dataset(
     for cam, path in zip(cameras, image_paths):
         check_pose(cam, path)
     missing = [str(p) for p in image_paths if not Path(p).is_file()]
-    if mask_paths is not None:
-        missing += [str(p) for p in mask_paths if p is not None and not Path(p).is_file()]
+    for extra in (mask_paths, depth_paths):
+        if extra is not None:
+            missing += [str(p) for p in extra if p is not None and not Path(p).is_file()]
     if missing:
         listed = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise DatasetError(
@@ -150,7 +183,7 @@ def build_dataset(
         cameras=cameras, image_paths=[Path(p) for p in image_paths], split=list(split),
         format=format, root=Path(root), mask_paths=mask_paths, points=points,
         point_colors=point_colors, normalization=norm, config=config,
-        source_cameras=source_cameras,
+        source_cameras=source_cameras, depth_paths=depth_paths,
     )
 
 

@@ -6,8 +6,10 @@ All three share one layout: a JSON file with a ``frames`` list, each frame holdi
 
 * nerfstudio: ``camera_model`` (PINHOLE, SIMPLE_PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV,
   OPENCV_FISHEYE), ``fl_x fl_y cx cy w h`` and ``k1 k2 k3 k4 p1 p2``, at the top level or per frame
-  (a frame's keys override the top level's); optional ``mask_path`` per frame, ``ply_file_path``
-  (sparse points) and ``train_filenames`` / ``val_filenames`` / ``test_filenames``.
+  (a frame's keys override the top level's); optional ``mask_path`` and ``depth_file_path``
+  (camera-z depth: ``.npy`` floats in the file's units, or 16-bit PNG millimetres) per frame,
+  ``ply_file_path`` (sparse points) and ``train_filenames`` / ``val_filenames`` /
+  ``test_filenames``.
 * Blender / NeRF-synthetic: ``camera_angle_x`` only (focal = W / 2 / tan(angle / 2), square
   pixels, centred principal point), one file per split (``transforms_{train,val,test}.json``) and
   file paths without an extension (``./train/r_0`` means ``train/r_0.png``).
@@ -67,6 +69,7 @@ def load(path: Path, config: DataConfig) -> Dataset:
     cameras: list[Camera] = []
     image_paths: list[Path] = []
     mask_paths: list[Path | None] = []
+    depth_paths: list[Path | None] = []
     labels: list[str | None] = []  # a frame's declared split, None where nothing declares one
     plys: list[Path] = []
     for file, file_split in files:
@@ -87,6 +90,8 @@ def load(path: Path, config: DataConfig) -> Dataset:
             mask = frame.get("mask_path")
             mask_paths.append(None if mask is None else
                               _downscaled(_resolve_image(file.parent, mask), file.parent, config.downscale))
+            depth = frame.get("depth_file_path")
+            depth_paths.append(None if depth is None else _resolve(file.parent, depth))
             labels.append(label)
         ply = meta.get("ply_file_path")
         if ply and _resolve(file.parent, ply) not in plys:
@@ -101,6 +106,7 @@ def load(path: Path, config: DataConfig) -> Dataset:
         split=labels if labels and all(label is not None for label in labels) else None,
         mask_paths=mask_paths if any(m is not None for m in mask_paths) else None,
         points=points, point_colors=colors,
+        depth_paths=depth_paths if any(d is not None for d in depth_paths) else None,
     )
 
 

@@ -13,7 +13,7 @@ from recon.errors import ReconError
 if TYPE_CHECKING:  # this package's __init__ stays torch-free: configs import its options
     from recon.models.base import Model
 
-MODEL_NAMES = ("gaussians", "convexes", "triangles")
+MODEL_NAMES = ("gaussians", "convexes", "triangles", "flexicubes")
 
 
 def model_class(name: str) -> type[Model]:
@@ -30,6 +30,10 @@ def model_class(name: str) -> type[Model]:
         from recon.models.triangles import TriangleModel
 
         return TriangleModel
+    if name == "flexicubes":
+        from recon.models.flexicubes import FlexiCubesModel
+
+        return FlexiCubesModel
     raise ReconError(f"Unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}.")
 
 

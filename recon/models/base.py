@@ -61,6 +61,8 @@ class Model:
     """The ``--reg`` values this model supports."""
     export_formats: ClassVar[tuple[str, ...]] = ()
     """``recon export --format`` values that export this model itself."""
+    use_depth: ClassVar[bool] = False
+    """Does :meth:`loss` use the dataset's depth maps (the trainer then loads them)?"""
 
     def __init__(self, config, scene_scale: float) -> None:
         """``config`` is the run's ``FitConfig``; ``scene_scale`` its scene radius (world units)."""
@@ -113,9 +115,12 @@ class Model:
         return {}
 
     def loss(self, params: Params, step: int = 0, result: RenderResult | None = None,
-             camera: Camera | None = None) -> Tensor | None:
+             camera: Camera | None = None, alpha: Tensor | None = None,
+             depth: Tensor | None = None) -> Tensor | None:
         """A term of the model's own added to the training loss (None: nothing); ``result`` is
-        the step's render of ``camera`` (with depth and normals when :meth:`needs_normals`)."""
+        the step's render of ``camera`` (with depth and normals when :meth:`needs_normals`),
+        ``alpha`` [H, W] the training image's alpha and ``depth`` [H, W] its depth map (camera
+        z, 0 = unknown; only for models that :attr:`use_depth`), None where there is none."""
         return None
 
     def needs_normals(self, step: int) -> bool:

@@ -135,7 +135,8 @@ class ConvexModel(Model):
     def _catch_sigma_grad(self, grad: Tensor) -> None:
         self._sigma_grad = grad.detach()
 
-    def loss(self, params: Params, step=0, result=None, camera=None) -> Tensor | None:
+    def loss(self, params: Params, step=0, result=None, camera=None, alpha=None,
+             depth=None) -> Tensor | None:
         """β·mean(sigmoid(mask)): switches off convexes the images do not need."""
         weight = self.options.mask_weight
         return weight * torch.sigmoid(params["masks"]).mean() if weight > 0 else None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from recon.errors import raise_first
 from recon.strategies.convex_split import ConvexSplitStrategy
+from recon.strategies.grid_schedule import GridSchedule
 from recon.strategies.triangle_rounds import TriangleRoundsStrategy
 
 
@@ -128,4 +129,63 @@ class TriangleOptions:
         raise_first(checks)
 
 
-__all__ = ["ConvexOptions", "TriangleOptions"]
+@dataclass(frozen=True)
+class FlexiCubesOptions:
+    """FlexiCubes meshes: the grid, its initial sphere, learning rates and the loss weights
+    (the reference's ``examples/optimize.py`` unless a comment says otherwise)."""
+
+    resolution: int = 64
+    """Cubes per axis of the SDF grid."""
+    extent: float = 1.0
+    """The grid's box: this × the half width of the region the cameras look at, around it."""
+    radius: float = 0.5
+    """The initial sphere's radius as a fraction of the box's half width."""
+    sdf_lr: float = 0.01
+    """SDF learning rate (SDF in units of the box's half width, as the reference's [-1, 1]^3)."""
+    deform_lr: float = 0.01
+    """Raw deformation learning rate."""
+    weights_lr: float = 0.01
+    """Raw α, β, γ learning rate."""
+    lr_final: float = 0.3
+    """The three rates above decay exponentially to this fraction by the last step (the
+    reference: 10^(−0.0002 step), 0.63 after its 1000 steps)."""
+    sh0_lr: float = 0.01
+    """Colour field DC learning rate."""
+    shN_lr: float = 0.01 / 20
+    """Colour field higher SH bands learning rate."""
+    mask_weight: float = 1.0
+    """Weight of the mask L1 (rendered coverage vs the image's alpha, where it has one)."""
+    depth_weight: float = 10.0
+    """Weight of the depth L1 (rendered vs the dataset's depth maps, where it has them; world
+    units of the normalised scene)."""
+    sign_start: float = 0.2
+    """L_sign weight at the start ..."""
+    sign_end: float = 0.01
+    """... falling linearly to this ..."""
+    sign_fraction: float = 0.25
+    """... over this fraction of the steps."""
+    dev_weight: float = 0.5
+    """Weight of L_dev (dual vertices away from their crossings' mean)."""
+    weights_l1: float = 0.1
+    """Weight of the mean |raw α, β, γ| (keeps the weights near plain Dual Marching Cubes)."""
+    band: float = 1.0
+    """Pixels of the edge ramp outside each rendered face (silhouette gradients)."""
+    schedule: GridSchedule = field(default_factory=GridSchedule)
+    """Coarse to fine (e.g. --flexicubes.schedule.upsample-at 0.5: 64³ then 128³)."""
+
+    def validate(self) -> None:
+        checks = [
+            (self.resolution >= 2, f"--flexicubes.resolution must be at least 2, got "
+             f"{self.resolution}."),
+            (self.extent > 0 and 0 < self.radius < 1,
+             f"--flexicubes.extent must be positive and --flexicubes.radius in (0, 1), got "
+             f"{self.extent} and {self.radius}."),
+            (self.band > 0, f"--flexicubes.band must be positive, got {self.band}."),
+            (all(0 < f < 1 for f in self.schedule.upsample_at),
+             "--flexicubes.schedule.upsample-at takes fractions of the run in (0, 1), got "
+             f"{self.schedule.upsample_at}."),
+        ]
+        raise_first(checks)
+
+
+__all__ = ["ConvexOptions", "FlexiCubesOptions", "TriangleOptions"]

@@ -99,7 +99,8 @@ class TriangleModel(Model):
         return Triangles(vertices=params["vertices"], log_sigma=params["sigmas"],
                          opacity_logit=params[OPACITY])
 
-    def loss(self, params: Params, step: int = 0, result=None, camera=None) -> Tensor | None:
+    def loss(self, params: Params, step: int = 0, result=None, camera=None, alpha=None,
+             depth=None) -> Tensor | None:
         """λ_opacity · mean(opacity) (unneeded triangles fade and get recycled), while
         densifying λ_size / mean(area) (against shrinking to nothing), during the opaque finish
         mean(σ) + FINISH_PUSH / mean(opacity) (the reference's push), and after

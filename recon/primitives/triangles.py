@@ -34,6 +34,8 @@ MIN_EXTENT = 1.0
 MAX_EXTENT = 1600.0
 """Pixels: soup triangles whose screen box is larger are culled (Triangle Splatting). Opaque
 meshes are exempt: a big triangle close to the camera is part of the surface, not an outlier."""
+MITRE_LIMIT = 2.0
+"""Opaque mode: pixels more than this many bands beyond a corner are outside (triangle.h)."""
 MIN_COS = 1e-3
 """|cos| between the face normal and the view ray below which a triangle is edge-on and culled."""
 MIN_AREA = 1e-6
@@ -172,12 +174,19 @@ def _grown_box(q: Tensor, normals2d: Tensor, grow: float) -> Tensor:
     """Box [x0, y0, x1, y1] of the triangle with each edge pushed out by ``grow`` pixels.
 
     The pushed corner at vertex i (between edges i−1 and i, unit normals u, v) is
-    q_i + grow·(u + v)/(1 + u·v): exact, and long for sharp corners, as the support is.
+    q_i + grow·(u + v)/(1 + u·v): exact, and long for sharp corners, where the opaque kernel's
+    bevel cuts the support within (MITRE_LIMIT + 1) × grow of the corners' box.
     """
     if grow > 0:
         u, v = normals2d.roll(1, dims=-2), normals2d
         denom = (1.0 + (u * v).sum(-1, keepdim=True)).clamp_min(1e-12)
+        box = torch.cat([q.amin(dim=-2), q.amax(dim=-2)], dim=-1)
         q = q + grow * (u + v) / denom
+        # The bevel ends every spike within MITRE_LIMIT bands of its corner (plus a band aside).
+        reach = (MITRE_LIMIT + 1.0) * grow
+        pushed = torch.cat([q.amin(dim=-2), q.amax(dim=-2)], dim=-1)
+        return torch.cat([torch.maximum(pushed[..., :2], box[..., :2] - reach),
+                          torch.minimum(pushed[..., 2:], box[..., 2:] + reach)], dim=-1)
     return torch.cat([q.amin(dim=-2), q.amax(dim=-2)], dim=-1)
 
 
@@ -194,15 +203,23 @@ def kernel_torch(params: Tensor, px: Tensor, py: Tensor) -> tuple[Tensor, Tensor
     opaque = sigma < 0
     band = torch.where(opaque, -sigma, torch.ones_like(sigma))
     k_opaque = (1.0 - phi / band).clamp(0.0, 1.0)
+    bary = params[..., 11:17].unflatten(-1, (2, 3))
+    w01 = bary[..., 0] * px[..., None] + bary[..., 1] * py[..., None] + bary[..., 2]
+    w = torch.cat([w01, 1.0 - w01.sum(-1, keepdim=True)], dim=-1)
+    # The bevel: more than MITRE_LIMIT bands beyond a corner along its bisector (a hard cut).
+    # Corner i joins lines i−1 and i: |n_{i−1} + n_i| m·(p − q_i) = L_{i−1}(p) + L_i(p).
+    normal_sums = (lines[..., :2] + lines.roll(1, dims=-2)[..., :2]).detach()
+    along = (L + L.roll(1, dims=-1)).detach()
+    limit_sq = (MITRE_LIMIT * band[..., None]) ** 2
+    past_bevel = ((along > 0) & (along ** 2 > limit_sq * (normal_sums ** 2).sum(-1))).any(-1)
+    past_bevel &= phi > 0
+    k_opaque = torch.where(past_bevel, torch.zeros_like(k_opaque), k_opaque)
     r = phi * inv_phi_s
     inside = r > 0
     log_r = torch.log(torch.where(inside, r, torch.ones_like(r)))
     window_sigma = torch.where(opaque, torch.zeros_like(sigma), sigma)
     k_window = torch.where(inside, torch.exp(window_sigma * log_r), torch.zeros_like(r))
     k = torch.where(opaque, k_opaque, k_window)
-    bary = params[..., 11:17].unflatten(-1, (2, 3))
-    w01 = bary[..., 0] * px[..., None] + bary[..., 1] * py[..., None] + bary[..., 2]
-    w = torch.cat([w01, 1.0 - w01.sum(-1, keepdim=True)], dim=-1)
     return k, w
 
 

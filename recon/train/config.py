@@ -17,14 +17,14 @@ from typing import Any, Literal
 import tyro
 
 from recon.errors import ReconError, raise_first
-from recon.models.options import ConvexOptions, TriangleOptions
+from recon.models.options import ConvexOptions, FlexiCubesOptions, TriangleOptions
 from recon.regularizers import CoherenceOptions, ConnectivityOptions, RegName, SurfaceOptions
 from recon.strategies import DefaultStrategy, MCMCStrategy
 from recon.strategies.triangle_rounds import TriangleRoundsStrategy
 
 Backend = Literal["auto", "cpu", "cuda", "torch", "gsplat"]
 StrategyName = Literal["default", "mcmc"]
-ModelName = Literal["gaussians", "convexes", "triangles"]  # recon.models.MODEL_NAMES
+ModelName = Literal["gaussians", "convexes", "triangles", "flexicubes"]  # recon.models.MODEL_NAMES
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,8 @@ class FitConfig:
     """Run directory (config.yaml, checkpoints/, metrics.jsonl, ...)."""
     model: ModelName = "gaussians"
     """Scene representation: gaussians (3DGS splats), convexes (3D Convex Splatting) or
-    triangles (a soup of soft triangles, Triangle Splatting; --strategy mcmc)."""
+    triangles (a soup of soft triangles, Triangle Splatting; --strategy mcmc) or flexicubes (a
+    mesh extracted from an SDF grid; objects with masks)."""
     steps: int = 7000
     """Number of optimisation steps (one random training image each)."""
     seed: int = 0
@@ -126,6 +127,8 @@ class FitConfig:
     """Settings of --model convexes (initialisation, learning rates, 3DCS densification)."""
     triangles: TriangleOptions = field(default_factory=TriangleOptions)
     """Settings of --model triangles (initialisation, learning rates, densification rounds)."""
+    flexicubes: FlexiCubesOptions = field(default_factory=FlexiCubesOptions)
+    """Settings of --model flexicubes (grid, initial sphere, learning rates, loss weights)."""
     surface: SurfaceOptions = field(default_factory=SurfaceOptions)
     """Settings of --reg surface."""
     coherence: CoherenceOptions = field(default_factory=CoherenceOptions)
@@ -170,6 +173,8 @@ class FitConfig:
         model's own densification)."""
         if self.model == "triangles":  # its only strategy, mcmc: Triangle Splatting's rounds
             chosen = self.triangles.densify
+        elif self.model == "flexicubes":  # its own: the grid's coarse-to-fine schedule
+            chosen = self.flexicubes.schedule
         elif self.strategy == "mcmc":
             chosen = self.mcmc
         else:
@@ -220,6 +225,8 @@ class FitConfig:
             self.convexes.validate()
         if self.model == "triangles":
             self.triangles.validate()
+        if self.model == "flexicubes":
+            self.flexicubes.validate()
         if self.reg_options() is not None:
             self.reg_options().validate()
 

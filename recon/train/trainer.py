@@ -157,6 +157,10 @@ class Trainer:
         stacked = np.stack([_to_channels(im, channels) for im in images])
         self.images = torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous().to(self.device)
         self.cameras = [self.dataset.cameras[i] for i in self.train_indices]
+        self.depths = None  # [N, H, W] for models that use the dataset's depth maps
+        if self.model.use_depth and self.dataset.has_depth:
+            depths = np.stack([self.dataset.depth(i) for i in self.train_indices])
+            self.depths = torch.from_numpy(depths).to(self.device)
         background = self.config.data_options.background
         self.fixed_background = (None if background == "random" else
                                  torch.full((3,), 1.0 if background == "white" else 0.0,
@@ -191,6 +195,11 @@ class Trainer:
         alpha = image[3:]
         return image[:3] * alpha + background[:, None, None] * (1.0 - alpha)
 
+    def _alpha(self, index: int) -> Tensor | None:
+        """[H, W] the alpha of training image ``index`` (None when the images have none)."""
+        image = self.images[index]
+        return image[3].to(torch.float32) / 255.0 if image.shape[0] == 4 else None
+
     def train_step(self) -> dict:
         """One optimisation step; returns the step's loss, render and target (detached).
 
@@ -219,7 +228,9 @@ class Trainer:
         with _stage("loss"):
             image = result.features
             loss = photometric_loss(image, target, cfg.ssim_lambda)
-            own = model.loss(self.params, step, result, self.cameras[index])
+            own = model.loss(self.params, step, result, self.cameras[index],
+                             alpha=self._alpha(index),
+                             depth=None if self.depths is None else self.depths[index])
             if own is not None:
                 loss = loss + own
             if strategy_active and hasattr(self.strategy, "regularization"):  # MCMC's L1 terms
