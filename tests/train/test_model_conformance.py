@@ -14,6 +14,7 @@ from recon.models import MODEL_NAMES, model_class
 from recon.regularizers import ConnectivityOptions
 from recon.strategies import MCMCStrategy
 from recon.strategies.convex_split import ConvexSplitStrategy
+from recon.strategies.grid_schedule import GridSchedule
 from recon.strategies.triangle_rounds import TriangleRoundsStrategy
 from recon.train.config import FitConfig, InitOptions
 from recon.train.trainer import Trainer
@@ -22,7 +23,7 @@ from recon.train.trainer import Trainer
 def model_config(model: str, data, out, **changes) -> FitConfig:
     """20-step runs from 300 random points; each model's strategy edits rows from step 4 on
     (MCMC relocation and growth for Gaussians, 3DCS splits for convexes, Triangle Splatting's
-    rounds for triangles), so resuming must also carry the strategy's state and the edited Adam
+    rounds for triangles; FlexiCubes' grid doubles its resolution at step 8), so resuming must also carry the strategy's state and the edited Adam
     moments."""
     base = FitConfig(data=data, out=out, model=model, steps=20, quiet=True, log_every=5,
                      checkpoint_every=10, init=InitOptions(num_random=300), max_sh_degree=1,
@@ -36,6 +37,9 @@ def model_config(model: str, data, out, **changes) -> FitConfig:
         rounds = TriangleRoundsStrategy(cap_max=420, refine_start_iter=4, refine_every=5)
         base = dataclasses.replace(base, strategy="mcmc", triangles=dataclasses.replace(
             base.triangles, densify=rounds))
+    elif model == "flexicubes":  # a 12³ grid that doubles after step 8 (coarse to fine)
+        base = dataclasses.replace(base, strategy="default", flexicubes=dataclasses.replace(
+            base.flexicubes, resolution=12, schedule=GridSchedule(upsample_at=(0.4,))))
     else:
         base = dataclasses.replace(base, strategy="mcmc", mcmc=MCMCStrategy(
             cap_max=420, refine_start_iter=4, refine_every=5))
