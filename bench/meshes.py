@@ -12,7 +12,9 @@ helps). Every row also carries the mesh's faces, components and open boundary ed
 
 --model triangles fits triangle soups instead (TRIANGLE_FIT_ARGS: an opaque finish over the last
 10 %), with and without --reg connectivity, and scores the soup itself ("soup": the welded
-`recon export` mesh) and tsdf.
+`recon export` mesh) and tsdf. --model flexicubes fits FlexiCubes meshes (FLEXICUBES_FIT_ARGS:
+32³ then 64³) from the scenes' masks and depth maps and scores the model's own watertight mesh
+("flexicubes").
 
     python bench/meshes.py [--scenes object,spot,bunny] [--regs none,surface] [--steps 1000]
                            [--model gaussians] [--resolution 128] [--methods sugar,tsdf]
@@ -60,6 +62,16 @@ RECON = [sys.executable, "-m", "recon.cli"]
 FIT_ARGS = "--antialiased --optim.means-lr 3.2e-4 --optim.means-lr-final 0.1"
 # Triangle soups end opaque (the last 10 % anneal σ -> 0, opacity -> 1), so the soup is a surface.
 TRIANGLE_FIT_ARGS = "--model triangles --triangles.opaque-finish 0.1"
+# FlexiCubes at 128² views: 32³ for the first half (a 64³ grid straight from the sphere gets
+# too few pixels per cell to move coherently), then 64³.
+FLEXICUBES_FIT_ARGS = ("--model flexicubes --strategy default --flexicubes.resolution 32 "
+                       "--flexicubes.schedule.upsample-at 0.5")
+# Per model: the regularizers, the meshes scored, the fit arguments.
+MODEL_DEFAULTS = {
+    "gaussians": ("none,surface", "sugar,tsdf", FIT_ARGS),
+    "triangles": ("none,connectivity", "soup,tsdf", TRIANGLE_FIT_ARGS),
+    "flexicubes": ("none", "flexicubes", FLEXICUBES_FIT_ARGS),
+}
 
 
 def emit(record: dict) -> None:
@@ -86,7 +98,8 @@ def make_scene(name: str, out: Path, resolution: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", default="object,spot,bunny")
-    parser.add_argument("--model", default="gaussians", choices=("gaussians", "triangles"))
+    parser.add_argument("--model", default="gaussians",
+                        choices=("gaussians", "triangles", "flexicubes"))
     parser.add_argument("--regs", default=None,
                         help="default: none,surface (Gaussians), none,connectivity (triangles)")
     parser.add_argument("--methods", default=None,
@@ -106,11 +119,11 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="keep datasets and finished runs already in --work (re-extract only)")
     args = parser.parse_args()
-    triangles = args.model == "triangles"
-    args.regs = args.regs or ("none,connectivity" if triangles else "none,surface")
-    args.methods = args.methods or ("soup,tsdf" if triangles else "sugar,tsdf")
+    regs, methods, fit_args = MODEL_DEFAULTS[args.model]
+    args.regs = args.regs or regs
+    args.methods = args.methods or methods
     if args.fit_args is None:
-        args.fit_args = TRIANGLE_FIT_ARGS if triangles else FIT_ARGS
+        args.fit_args = fit_args
 
     from recon.export import export_run
     from recon.mesh.extract import extract_run_mesh
@@ -139,7 +152,7 @@ def main() -> None:
                                    *args.fit_args.split(), *schedule]), 1)
             for method, level in variants(args.methods, args.sugar_levels):
                 start = time.perf_counter()
-                if method == "soup":  # the triangles themselves, welded as `recon export` does
+                if method in ("soup", "flexicubes"):  # the model's own mesh, as `recon export`
                     mesh = export_run(run_dir, format="ply", force=True)
                 else:
                     sugar = SugarOptions(level=level) if level is not None else SugarOptions()

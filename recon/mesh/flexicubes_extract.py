@@ -19,9 +19,9 @@ sphere neither opens holes nor reaches thin parts, the carving already has the v
 Frames: the fit normalises its dataset again (the training cameras are a subset of the run's, so
 this is a similarity near, but not at, the identity); the final mesh is mapped back through its
 inverse into the run's frame, where :func:`recon.mesh.extract.extract_run_mesh` maps it to the
-input's frame like the other methods' meshes. Before that final extraction the SDF on the grid's
-boundary is made positive, so a surface that closes inside the box is a closed (watertight) mesh,
-and one that leaves the box is capped at it.
+input's frame like the other methods' meshes. The model reads its SDF as positive on the grid's
+boundary, so a surface that closes inside the box is a closed (watertight) mesh, and one that
+leaves the box is capped at it.
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ WORK_DIR = "flexicubes"
 """The extraction's scratch folder inside the run: ``data/`` (the rendered views) and ``fit/``."""
 CARVE_CELLS = 3.0
 """The carved initial SDF is truncated at this many grid cells."""
-BOUNDARY_SDF = 1e-3
-"""The SDF value (units of the box's half width) the boundary gets where it is not positive."""
 
 
 def fit_views(views: Sequence[View], work_dir: Path, options: FlexiCubesExtractOptions,
@@ -59,7 +57,7 @@ def fit_views(views: Sequence[View], work_dir: Path, options: FlexiCubesExtractO
     if options.init == "carve":
         start_from_carved(trainer, alpha_min)
     trainer.train()
-    mesh = trainer.model.browser_view(closed_params(trainer.model, trainer.params))
+    mesh = trainer.model.browser_view(trainer.params)
     to_views = trainer.dataset.normalization.inverse()
     return make_mesh(to_views.apply(np.asarray(mesh.vertices)), np.asarray(mesh.faces),
                      vertex_colors(mesh))
@@ -108,8 +106,11 @@ def fit_config(data: Path, out: Path, options: FlexiCubesExtractOptions, backend
 
 def start_from_carved(trainer, alpha_min: float) -> None:
     """Replace the initial sphere of a fresh FlexiCubes ``trainer`` by the carved SDF of its
-    training views (:func:`carved_sdf`), in the model's units (the box's half width)."""
+    training views (:func:`carved_sdf`), in the model's units (the box's half width), positive
+    on the grid's boundary."""
     import torch
+
+    from recon.models.flexicubes import closed_boundary
 
     dataset, params = trainer.dataset, trainer.params
     grid = trainer.model.grid(params)
@@ -120,7 +121,7 @@ def start_from_carved(trainer, alpha_min: float) -> None:
                      [dataset.image(i)[..., 3] / 255.0 for i in indices],
                      [dataset.depth(i) for i in indices], alpha_min, CARVE_CELLS * max(grid.cell))
     with torch.no_grad():
-        params["sdf"].copy_(torch.from_numpy(sdf / half))
+        params["sdf"].copy_(closed_boundary(torch.from_numpy(sdf / half), grid.res))
 
 
 def carved_sdf(points: np.ndarray, cameras, alphas, depths, alpha_min: float,
@@ -163,20 +164,5 @@ def carved_sdf(points: np.ndarray, cameras, alphas, depths, alpha_min: float,
     return sdf.astype(np.float32)
 
 
-def closed_params(model, params) -> dict:
-    """``params`` with the SDF made positive (at least :data:`BOUNDARY_SDF`) on the grid's
-    boundary vertices, so FlexiCubes closes every surface inside the box."""
-    import torch
-
-    res = model.grid(params).res
-    sdf = params["sdf"].detach()
-    index = torch.arange(len(sdf), device=sdf.device)
-    side = res + 1
-    ijk = torch.stack([index // side**2, index // side % side, index % side], dim=-1)
-    boundary = ((ijk == 0) | (ijk == res)).any(dim=-1)
-    closed = torch.where(boundary, sdf.clamp_min(BOUNDARY_SDF), sdf)
-    return {**dict(params.items()), "sdf": closed}
-
-
-__all__ = ["BOUNDARY_SDF", "CARVE_CELLS", "WORK_DIR", "carved_sdf", "closed_params", "fit_config",
-           "fit_views", "start_from_carved", "write_views"]
+__all__ = ["CARVE_CELLS", "WORK_DIR", "carved_sdf", "fit_config", "fit_views", "start_from_carved",
+           "write_views"]

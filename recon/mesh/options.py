@@ -123,11 +123,12 @@ class FlexiCubesExtractOptions:
     views see as background or in front of their surface is outside; it opens the holes the
     views see) or sphere (the model's own start, which a short fit cannot open holes in)."""
     depth_weight: float = 0.0
-    """Weight of the depth L1 against the rendered depth during the fit (--model flexicubes
-    uses 10); the depth always shapes the carved start. On recon's torus run (300 steps of
-    Gaussians at 64 px): 20³ and 200 steps, Chamfer 2.0% of the diagonal with 0, 2.3% with 10;
-    32³ and 400 steps, 2.3% with 0 and 2.0% with 10, but with 10 the mesh has 3× the triangles
-    and hundreds of handles (Euler number 518 vs 76; the torus: 0) and the fit takes 2× as long."""
+    """Weight of the fit's depth term (the model's: mean |SDF| at the views' unprojected depth
+    pixels; --model flexicubes uses 10); the depth always shapes the carved start. On recon's
+    torus run (300 steps of Gaussians at 64 px): 20³ and 200 steps, Chamfer 1.6% of the
+    diagonal with 0, 2.1% with 10; 32³ and 400 steps, 2.4% with 0 and 2.0% with 10, but with 10
+    the mesh has 3× the triangles and hundreds of handles (Euler number 476 vs 88; the torus: 0)
+    and the fit takes 2× as long."""
     max_size: int | None = None
     """Fit on views downscaled so their longer side is at most this many pixels (None: the
     run's training resolution)."""

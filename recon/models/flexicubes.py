@@ -15,7 +15,8 @@ look at (:func:`recon.models.points.viewed_region` × ``--flexicubes.extent``):
   grid's box into checkpoints.
 
 Every render extracts the mesh (:class:`recon.mesh.flexicubes.FlexiCubesGrid`, training
-triangulation, cached while the parameters are unchanged) and draws it with the triangle kernel
+triangulation, cached while the parameters are unchanged; the SDF read as positive on the box's
+boundary, so the surface is always closed) and draws it with the triangle kernel
 in opaque mode, whose edge ramp gives the silhouettes gradients. The loss adds the mask L1
 against the images' alpha, 10 × the depth L1 where the dataset has depth maps, L_sign (0.2 →
 0.01 over the first quarter), L_dev (0.5) and the weights' L1 (0.1): the reference recipe
@@ -38,6 +39,9 @@ from recon.primitives.triangles import Triangles
 from recon.schedules import exponential_decay
 
 NUM_WEIGHTS = 21  # per cube: α (8 corners), β (12 edges), γ (1)
+BOUNDARY_SDF = 1e-3
+"""Extraction reads the SDF as at least this (units of the box's half width) on the grid's
+boundary, so every surface is closed: capped by the box where it leaves it."""
 
 
 class FlexiCubesModel(Model):
@@ -103,15 +107,18 @@ class FlexiCubesModel(Model):
         changes (the render, colours and loss of one step share it). The key holds the tensors'
         version counters, but fused Adam updates in place without bumping them, so
         :meth:`after_step` also drops the cache."""
-        key = (training, torch.is_grad_enabled(),
-               *((p.data_ptr(), p._version) for p in params.values()))
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
+        # The cache keeps the tensors themselves (compared by identity), so a freed tensor's
+        # address can never be mistaken for a live one.
+        tensors = tuple(params.values())
+        key = (training, torch.is_grad_enabled(), tuple(p._version for p in tensors))
+        if (self._cache is not None and self._cache[0] == key
+                and all(a is b for a, b in zip(self._cache[1], tensors))):
+            return self._cache[2]
         grid = self.grid(params)
         w = params["weights"][_cube_rows(grid, params["sdf"].device)]
-        mesh = grid.extract(params["sdf"], params["deform"], w[:, :8], w[:, 8:20], w[:, 20],
-                            training=training)
-        self._cache = (key, mesh)
+        mesh = grid.extract(closed_boundary(params["sdf"], grid.res), params["deform"],
+                            w[:, :8], w[:, 8:20], w[:, 20], training=training)
+        self._cache = (key, tensors, mesh)
         return mesh
 
     def upsample(self, params: torch.nn.ParameterDict, optimizers: dict) -> None:
@@ -240,6 +247,16 @@ def depth_points(depth: Tensor, camera) -> Tensor:
     return local @ c2w[:3, :3].T + c2w[:3, 3]
 
 
+def closed_boundary(sdf: Tensor, res: int) -> Tensor:
+    """``sdf`` [(res + 1)^3] with its boundary vertices at least :data:`BOUNDARY_SDF`: the
+    FlexiCubes surface is then closed (watertight where the extraction is manifold)."""
+    side = res + 1
+    index = torch.arange(len(sdf), device=sdf.device)
+    ijk = torch.stack([index // side**2, index // side % side, index % side], dim=-1)
+    boundary = ((ijk == 0) | (ijk == res)).any(dim=-1)
+    return torch.where(boundary, sdf.clamp_min(BOUNDARY_SDF), sdf)
+
+
 def _single(image: Tensor) -> Tensor:
     """[H, W] of a one-camera render's map ([1, H, W] or [H, W])."""
     return image[0] if image.dim() == 3 else image
@@ -256,8 +273,9 @@ def trilinear(field: Tensor, grid: FlexiCubesGrid, points: Tensor) -> Tensor:
     side = grid.res + 1
     lower = points.new_tensor(grid.lower)
     cell = points.new_tensor(grid.cell)
-    u = ((points - lower) / cell).clamp(0.0, grid.res - 1e-6)
-    base = u.floor().long()
+    u = ((points - lower) / cell).clamp(0.0, float(grid.res))
+    # Clamped as an index too: in float32, res - ε rounds to res from res = 32 on.
+    base = u.floor().long().clamp(0, grid.res - 1)
     frac = u - base
     out = 0
     for corner in range(8):
@@ -269,4 +287,4 @@ def trilinear(field: Tensor, grid: FlexiCubesGrid, points: Tensor) -> Tensor:
     return out
 
 
-__all__ = ["FlexiCubesModel", "trilinear"]
+__all__ = ["BOUNDARY_SDF", "FlexiCubesModel", "closed_boundary", "depth_points", "trilinear"]

@@ -138,8 +138,9 @@ class FlexiCubesOptions:
     """Cubes per axis of the SDF grid."""
     extent: float = 1.0
     """The grid's box: this × the half width of the region the cameras look at, around it."""
-    radius: float = 0.5
-    """The initial sphere's radius as a fraction of the box's half width."""
+    radius: float = 0.45
+    """The initial sphere's radius as a fraction of the box's half width (0.5 would put grid
+    vertices exactly on the surface at even resolutions, where the SDF has no sign)."""
     sdf_lr: float = 0.01
     """SDF learning rate (SDF in units of the box's half width, as the reference's [-1, 1]^3)."""
     deform_lr: float = 0.01
