@@ -51,7 +51,8 @@ def _model_name(run_dir: Path, step: int | None) -> str:
 
 def default_name(model, format: str) -> str:
     """The file name of a model export in ``RUN/export/``."""
-    stem = "splats" if model.name == "gaussians" else model.name
+    # A FlexiCubes run's model is a mesh: named like the meshes `extract-mesh` writes there.
+    stem = {"gaussians": "splats", "flexicubes": "mesh_flexicubes"}.get(model.name, model.name)
     return f"{stem}.{format}"
 
 
