@@ -119,6 +119,32 @@ def test_opaque_ramp_is_solid_inside_and_linear_outside():
     assert torch.equal(fp.opacities, torch.ones(1, 1))
 
 
+def test_opaque_ramp_is_bevelled_at_sharp_corners():
+    """A sliver's ramp would reach band / sin(θ/2) past its sharp corner (here θ ≈ 2.9°: ~40 px);
+    the bevel ends it MITRE_LIMIT = 2 bands past the corner along the bisector. Native and torch
+    kernels agree pixel for pixel, and the 90° corner of a right triangle is untouched."""
+    W, H = 40, 12
+    corners = [[4.0, 6.0], [34.0, 5.25], [34.0, 6.75]]  # sharp corner at (4, 6), bisector -x
+    tri, *_, fp = screen_triangle(corners, W, H, opaque=True)
+    I = probe(fp, W, H, opacity=0.9)
+    ys, xs = pixel_grid(W, H)
+    reference, _ = kernel_torch(fp.params[0, 0], xs, ys)
+    torch.testing.assert_close(I, reference, atol=1e-5, rtol=0)
+    row = I[5]  # pixel centres y = 5.5, just above the sliver's axis
+    assert row[3] > 0                      # x = 3.5: 0.5 px past the corner, inside the ramp
+    assert torch.all(row[:2] == 0)         # x ≤ 1.5: 2.5 px past it, cut by the bevel
+    # Without the bevel the ramp (1 − φ) is still > 0 there: φ at (1.5, 5.5) is about 0.4 px.
+    lines = fp.params[0, 0, :9].reshape(3, 3)
+    phi = (lines[:, 0] * 1.5 + lines[:, 1] * 5.5 + lines[:, 2]).max()
+    assert phi < 1.0
+    _, *_, right = screen_triangle([[5.0, 5.0], [20.0, 5.0], [5.0, 20.0]], 24, 24, opaque=True)
+    ys, xs = pixel_grid(24, 24)
+    I_right = probe(right, 24, 24, opacity=0.9)
+    lines = right.params[0, 0, :9].reshape(3, 3)
+    phi = torch.stack([lines[i, 0] * xs + lines[i, 1] * ys + lines[i, 2] for i in range(3)]).amax(0)
+    torch.testing.assert_close(I_right, (1.0 - phi).clamp(0.0, 1.0), atol=1e-5, rtol=0)
+
+
 def test_barycentric_weights_interpolate_vertex_features():
     W = H = 24
     corners = [[3.0, 3.0], [21.0, 4.0], [8.0, 20.0]]
