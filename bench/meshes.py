@@ -14,7 +14,8 @@ helps). Every row also carries the mesh's faces, components and open boundary ed
 10 %), with and without --reg connectivity, and scores the soup itself ("soup": the welded
 `recon export` mesh) and tsdf. --model flexicubes fits FlexiCubes meshes (FLEXICUBES_FIT_ARGS:
 32³ then 64³) from the scenes' masks and depth maps and scores the model's own watertight mesh
-("flexicubes").
+("export"). `--methods sugar,flexicubes` adds `extract-mesh --method flexicubes` (a FlexiCubes
+mesh fitted to what the Gaussian run renders) beside sugar.
 
     python bench/meshes.py [--scenes object,spot,bunny] [--regs none,surface] [--steps 1000]
                            [--model gaussians] [--resolution 128] [--methods sugar,tsdf]
@@ -70,7 +71,7 @@ FLEXICUBES_FIT_ARGS = ("--model flexicubes --strategy default --flexicubes.resol
 MODEL_DEFAULTS = {
     "gaussians": ("none,surface", "sugar,tsdf", FIT_ARGS),
     "triangles": ("none,connectivity", "soup,tsdf", TRIANGLE_FIT_ARGS),
-    "flexicubes": ("none", "flexicubes", FLEXICUBES_FIT_ARGS),
+    "flexicubes": ("none", "export", FLEXICUBES_FIT_ARGS),
 }
 
 
@@ -152,7 +153,7 @@ def main() -> None:
                                    *args.fit_args.split(), *schedule]), 1)
             for method, level in variants(args.methods, args.sugar_levels):
                 start = time.perf_counter()
-                if method in ("soup", "flexicubes"):  # the model's own mesh, as `recon export`
+                if method in ("soup", "export"):  # the model's own mesh, as `recon export`
                     mesh = export_run(run_dir, format="ply", force=True)
                 else:
                     sugar = SugarOptions(level=level) if level is not None else SugarOptions()

@@ -177,6 +177,19 @@ class Model:
         raise NotImplementedError
 
 
+def write_mesh(mesh, path: Path, normalization: Similarity | None) -> Path:
+    """Write a model-frame ``trimesh.Trimesh`` to ``path`` (the suffix picks the format), mapped
+    to the input's frame by the inverse of ``normalization``: how mesh-like models export."""
+    import numpy as np
+
+    if normalization is not None:
+        mesh.vertices = normalization.inverse().apply(np.asarray(mesh.vertices))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mesh.export(path)
+    return path
+
+
 def sh_rows(colors: Tensor, max_sh_degree: int) -> dict[str, Tensor]:
     """``sh0`` / ``shN`` rows for RGB ``colors`` [N, 3] in [0, 1]: the DC band renders the colour,
     the higher bands start at zero."""
@@ -225,4 +238,4 @@ def create_optimizers(params: torch.nn.ParameterDict, lrs: dict[str, float],
 
 
 __all__ = ["OPACITY", "Model", "Params", "as_parameters", "create_optimizers",
-           "peak_preserving_opacity", "sh_coefficients", "sh_degree_of", "sh_rows"]
+           "peak_preserving_opacity", "sh_coefficients", "sh_degree_of", "sh_rows", "write_mesh"]

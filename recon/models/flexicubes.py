@@ -25,15 +25,13 @@ against the images' alpha, 10 × the depth L1 where the dataset has depth maps, 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from recon.mesh.flexicubes import FlexiCubesGrid
-from recon.models.base import Model, Params, as_parameters, sh_rows
+from recon.models.base import Model, Params, as_parameters, sh_rows, write_mesh
 from recon.models.points import viewed_region
 from recon.primitives.triangles import Triangles
 from recon.schedules import exponential_decay
@@ -214,13 +212,7 @@ class FlexiCubesModel(Model):
         """The final mesh (the better diagonal of each quad) with its DC vertex colours."""
         if format not in self.export_formats:
             return super().export(format, path, params, normalization, sh_degree)
-        mesh = self.browser_view(params)
-        if normalization is not None:
-            mesh.vertices = normalization.inverse().apply(np.asarray(mesh.vertices))
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        mesh.export(path)
-        return path
+        return write_mesh(self.browser_view(params), path, normalization)
 
     def browser_view(self, params: Params):
         """A ``trimesh.Trimesh`` of the final mesh with DC vertex colours (model frame)."""

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recon.models.base import OPACITY, Model, Params, as_parameters, sh_rows
+from recon.models.base import OPACITY, Model, Params, as_parameters, sh_rows, write_mesh
 from recon.models.points import mean_neighbour_distance
 from recon.primitives.triangles import Triangles
 from recon.render.normals import depth_normals
@@ -196,13 +196,7 @@ class TriangleModel(Model):
         input frame, corners closer than ``weld`` × the median edge length merged."""
         if format not in self.export_formats:
             return super().export(format, path, params, normalization, sh_degree)
-        mesh = soup_mesh(params, self.options.weld)
-        if normalization is not None:
-            mesh.vertices = normalization.inverse().apply(np.asarray(mesh.vertices))
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        mesh.export(path)
-        return path
+        return write_mesh(soup_mesh(params, self.options.weld), path, normalization)
 
     def browser_view(self, params: Params):
         return soup_mesh(params)
