@@ -63,6 +63,9 @@ class Model:
     """``recon export --format`` values that export this model itself."""
     use_depth: ClassVar[bool] = False
     """Does :meth:`loss` use the dataset's depth maps (the trainer then loads them)?"""
+    needs_masks_or_depth: ClassVar[bool] = False
+    """Is the geometry fitted to masks (alpha) or depth maps only, so a dataset with neither is
+    refused before any work?"""
 
     def __init__(self, config, scene_scale: float) -> None:
         """``config`` is the run's ``FitConfig``; ``scene_scale`` its scene radius (world units)."""

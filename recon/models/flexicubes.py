@@ -52,6 +52,7 @@ class FlexiCubesModel(Model):
     regularizers = ("none",)
     export_formats = ("ply", "glb", "obj")
     use_depth = True
+    needs_masks_or_depth = True
 
     def __init__(self, config, scene_scale: float) -> None:
         super().__init__(config, scene_scale)

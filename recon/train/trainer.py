@@ -161,6 +161,12 @@ class Trainer:
         if self.model.use_depth and self.dataset.has_depth:
             depths = np.stack([self.dataset.depth(i) for i in self.train_indices])
             self.depths = torch.from_numpy(depths).to(self.device)
+        if self.model.needs_masks_or_depth and channels != 4 and self.depths is None:
+            raise DatasetError(
+                f"--model {self.model.name} shapes its surface from the images' masks (alpha) "
+                f"or depth maps, and the dataset at {self.data_path} has neither. Use images "
+                "with alpha (NeRF-synthetic RGBA, DTU or nerfstudio masks) or depth maps "
+                "(nerfstudio depth_file_path), or another --model.")
         background = self.config.data_options.background
         self.fixed_background = (None if background == "random" else
                                  torch.full((3,), 1.0 if background == "white" else 0.0,

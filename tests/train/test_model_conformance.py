@@ -156,3 +156,21 @@ def test_mesh_extraction_works_or_says_why_not(model, tiny_npz, tmp_path):
     if model != "gaussians":  # only Gaussians have a density field
         with pytest.raises(ReconError, match="--method tsdf"):
             extract_run_mesh(run_dir, "sugar", backend="cpu", quiet=True)
+
+
+def test_flexicubes_refuses_images_without_masks_or_depth(tiny_npz, tmp_path, capsys):
+    """The FlexiCubes surface moves only with masks or depth: RGB images without either stop
+    the fit before anything is written, with what to use instead (CLI exit 2)."""
+    from recon.cli import main
+
+    data = dict(np.load(tiny_npz))
+    data["images_rgba"] = data["images_rgba"][..., :3]
+    rgb = tmp_path / "rgb.npz"
+    np.savez(rgb, **data)
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", str(rgb), "--model", "flexicubes", "--out", str(tmp_path / "run"),
+              "--steps", "5", "--quiet"])
+    assert stop.value.code == 2
+    message = capsys.readouterr().err
+    assert "masks (alpha)" in message and "depth maps" in message
+    assert not (tmp_path / "run" / "checkpoints").exists()
