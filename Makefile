@@ -39,7 +39,9 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
 
+# The benchmarks' extra packages (scikit-image) are installed here only: `make test` never needs them.
 bench: setup
+	$(PIP) -e '.[bench]'
 	@for b in bench/*.py; do echo "# $$b"; $(PY) $$b || exit 1; done
 
 clean:
