@@ -132,9 +132,15 @@ class FlexiCubesExtractOptions:
     max_size: int | None = None
     """Fit on views downscaled so their longer side is at most this many pixels (None: the
     run's training resolution)."""
+    min_component: float = 0.01
+    """Drop closed pieces with fewer than this fraction of the mesh's faces (the floaters a few
+    wrong pixels leave; 0 keeps all). spot, a Gaussian --reg surface run: 166 pieces, Chamfer
+    1.20 % of the diagonal with all, 0.92 % with the largest."""
 
     def validate(self) -> None:
         raise_first([
+            (0.0 <= self.min_component < 1.0,
+             f"--flexicubes.min-component must be in [0, 1), got {self.min_component}."),
             (self.steps >= 1, f"--flexicubes.steps must be at least 1, got {self.steps}."),
             (4 <= self.resolution <= 512,
              f"--flexicubes.resolution must be 4..512, got {self.resolution}."),

@@ -122,3 +122,20 @@ def test_flexicubes_mesh_is_closed_and_on_the_ground_truth_in_the_input_frame(fi
 
     alpha = np.asarray(Image.open(data / meta["frames"][0]["file_path"]))[..., 3] / 255.0
     assert (depth[alpha < 0.49] == 0).all() and (depth[alpha > 0.51] > 0).mean() > 0.99
+
+
+def test_small_pieces_are_dropped_and_the_largest_always_stays():
+    """A 1280-face sphere with a 20-face floater: at 5 % the floater goes (the result is the
+    sphere alone, closed); at 0 both stay; a threshold above every piece keeps the largest."""
+    import trimesh
+
+    from recon.mesh.flexicubes_extract import without_small_pieces
+
+    big = trimesh.creation.icosphere(subdivisions=3)
+    floater = trimesh.creation.icosphere(subdivisions=0, radius=0.1)
+    floater.apply_translation([3.0, 0.0, 0.0])
+    both = trimesh.util.concatenate([big, floater])
+    kept = without_small_pieces(both, 0.05)
+    assert len(kept.faces) == 1280 and kept.is_watertight
+    assert len(without_small_pieces(both, 0.0).faces) == 1300
+    assert len(without_small_pieces(both, 0.99).faces) == 1280
