@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from recon.cli import main
 from recon.errors import ReconError
@@ -16,9 +15,6 @@ from recon.mesh.flexicubes_extract import WORK_DIR, carved_sdf
 from recon.mesh.io import load_mesh
 from recon.mesh.metrics import compare_mesh_files
 from recon.mesh.options import FlexiCubesExtractOptions
-from recon.models.flexicubes import FlexiCubesModel
-from recon.models.options import FlexiCubesOptions
-from recon.train.config import FitConfig
 
 _spec = importlib.util.spec_from_file_location("tsdf_tests",
                                                Path(__file__).with_name("test_tsdf.py"))
