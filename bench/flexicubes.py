@@ -53,18 +53,15 @@ shapes with sharp edges, where edge Chamfer matters.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-MESHES = Path(os.environ.get("RECON_SHARED_DATA", REPO.parent / "shared" / "data")) / "meshes"
+# Shared with the mesh benchmark (this folder is on sys.path when a script here runs): JSON
+# lines, recon commands, scene rendering and the shared data folder.
+from meshes import MESHES, emit, make_scene, run
 SHAPE_MESHES = {
     "spot": MESHES / "spot" / "spot_triangulated.obj",
     "bunny": MESHES / "trimesh_models" / "bunny.ply",
@@ -74,7 +71,6 @@ SHAPE_MESHES = {
 }
 SHAPES = ("object", *SHAPE_MESHES)
 METHODS = ("flexicubes", "mc", "dmc")
-RECON = [sys.executable, "-m", "recon.cli"]
 # The flexicubes recipe of bench/meshes.py (half the resolution for the first half of the run:
 # a fine grid straight from the sphere gets too few pixels per cell at 128²).
 FIT_ARGS = ("--preset fast --model flexicubes --strategy default "
@@ -88,17 +84,6 @@ SLIVER_ANGLE = 10.0
 """Degrees: a triangle whose smallest angle is below this is a sliver."""
 
 
-def emit(record: dict) -> None:
-    print(json.dumps(record), flush=True)
-
-
-def run(argv: list[str]) -> float:
-    """Run a recon command (output to stderr), return its wall seconds."""
-    start = time.perf_counter()
-    subprocess.run(RECON + argv, check=True, stdout=sys.stderr)
-    return time.perf_counter() - start
-
-
 def require_skimage():
     """``skimage.measure.marching_cubes``, or exit saying how to install it."""
     try:
@@ -108,15 +93,6 @@ def require_skimage():
                          "`make bench`, or: .venv/bin/python -m pip install -c constraints.txt "
                          "-e '.[bench]'") from None
     return marching_cubes
-
-
-def make_scene(name: str, out: Path) -> None:
-    if name == "object":
-        run(["scene", "object", "--out", str(out), "--resolution", str(SCENE_RESOLUTION),
-             "--force"])
-        return
-    run(["scene", "--mesh", str(SHAPE_MESHES[name]), "--out", str(out),
-         "--resolution", str(SCENE_RESOLUTION), "--force"])
 
 
 # -- the three extractions (each returns vertices in the model frame, faces) -------------------
@@ -241,7 +217,7 @@ def main() -> None:
     for shape in shapes:
         data = work / shape / "data"
         if not (args.reuse and (data / "mesh.ply").is_file()):
-            make_scene(shape, data)
+            make_scene(shape, data, SCENE_RESOLUTION, SHAPE_MESHES)
         run_dir = work / shape / f"run_{args.resolution}"
         fit_s = None
         if not (args.reuse and (run_dir / "checkpoints" / f"step_{args.steps:06d}.pt").is_file()):

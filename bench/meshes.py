@@ -86,13 +86,15 @@ def run(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def make_scene(name: str, out: Path, resolution: int) -> None:
+def make_scene(name: str, out: Path, resolution: int,
+               meshes: dict[str, Path] = SCENE_MESHES) -> None:
+    """Render the built-in ``object`` scene, or one of ``meshes`` with ``recon scene --mesh``."""
     if name == "object":
         run(["scene", "object", "--out", str(out), "--resolution", str(resolution), "--force"])
         return
-    if name not in SCENE_MESHES:
-        raise SystemExit(f"unknown scene {name!r}; choose object or {', '.join(SCENE_MESHES)}")
-    run(["scene", "--mesh", str(SCENE_MESHES[name]), "--out", str(out),
+    if name not in meshes:
+        raise SystemExit(f"unknown scene {name!r}; choose object or {', '.join(meshes)}")
+    run(["scene", "--mesh", str(meshes[name]), "--out", str(out),
          "--resolution", str(resolution), "--force"])
 
 

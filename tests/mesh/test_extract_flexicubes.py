@@ -78,16 +78,6 @@ def test_cli_refuses_to_overwrite_a_flexicubes_mesh_without_force(tmp_path, caps
     assert not (run / WORK_DIR).exists()  # refused before any work
 
 
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    """The fixture of test_extract_run.py: a 300-step Gaussian fit of the torus (~15 s)."""
-    root = tmp_path_factory.mktemp("extract_flexicubes")
-    main(["scene", "object", "--out", str(root / "scene"), "--resolution", "64", "--views", "32"])
-    main(["fit", str(root / "scene"), "--preset", "fast", "--steps", "300", "--quiet",
-          "--out", str(root / "run")])
-    return root
-
-
 @pytest.mark.slow
 def test_flexicubes_mesh_is_closed_and_on_the_ground_truth_in_the_input_frame(fitted):
     run, gt = fitted / "run", fitted / "scene" / "mesh.ply"

@@ -8,15 +8,6 @@ from recon.mesh.io import load_mesh
 from recon.mesh.metrics import compare_mesh_files
 
 
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("extract")
-    main(["scene", "object", "--out", str(root / "scene"), "--resolution", "64", "--views", "32"])
-    main(["fit", str(root / "scene"), "--preset", "fast", "--steps", "300", "--quiet",
-          "--out", str(root / "run")])
-    return root
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("method, flags", [
     ("tsdf", ["--tsdf.voxels", "96"]),
