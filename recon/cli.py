@@ -29,8 +29,8 @@ class Scene:
     name: tyro.conf.Positional[Literal["default", "object", "sparse", "mesh"]] = "default"
     """Which scene: default (objects on a ground), object (one object, transparent background),
     sparse (3 views of default), mesh (the file given with --mesh)."""
-    out: Path = Path("scenes/default")
-    """Folder to write the dataset to."""
+    out: Path | None = None
+    """Folder to write the dataset to (default: data/NAME, or data/MESH-STEM with --mesh)."""
     mesh: Path | None = None
     """A mesh file (.obj/.ply/.glb/.off/.stl) to render; implies the 'mesh' scene."""
     views: int | None = None
@@ -46,7 +46,8 @@ class Scene:
         from recon.scenes import render_scene
 
         name = "mesh" if self.mesh is not None else self.name
-        summary = render_scene(name, self.out, mesh=self.mesh, views=self.views,
+        out = self.out or Path("data") / (Path(self.mesh).stem if self.mesh else name)
+        summary = render_scene(name, out, mesh=self.mesh, views=self.views,
                                resolution=self.resolution, seed=self.seed, force=self.force)
         print(summary)
 
@@ -337,7 +338,7 @@ def _fit_command(preset: str):
 FIT_DESCRIPTION = (
     "Fit Gaussian splats (or --model convexes) to a dataset or a folder of photos (posed by SfM "
     "first). "
-    "--preset fast|default|quality (given first) sets every default below; flags override it."
+    "--preset fast|default|quality|mesh (given first) sets every default below; flags override it."
 )
 
 
@@ -359,6 +360,9 @@ def _split_preset(args: list[str]) -> tuple[str, list[str]]:
 def _run_fit(args: list[str]) -> None:
     from recon.train.trainer import fit
 
+    # Before one grammar, fit spelled the dataset options --data-options.*; keep that working.
+    args = ["--data." + a.removeprefix("--data-options.") if a.startswith("--data-options.")
+            else a for a in args]
     preset, rest = _split_preset(args)
     config = _fit_command(preset).parse(rest)
     if config.viewer:

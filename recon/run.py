@@ -74,7 +74,7 @@ def load_run(run_dir: Path, step: int | None = None) -> Run:
     """Open the checkpoint of ``step`` (the newest when None) of the run in ``run_dir``.
 
     The dataset is read with the data options the run was fitted with (so a run fitted with
-    ``--data-options.downscale N`` from a folder with ``images_N`` reopens at that resolution),
+    ``--data.downscale N`` from a folder with ``images_N`` reopens at that resolution),
     and its normalisation must still be the one the run recorded.
     """
     from recon.data import load_dataset

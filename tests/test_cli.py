@@ -76,3 +76,17 @@ def test_fit_on_a_missing_dataset_exits_2(tmp_path, capsys):
     assert exc.value.code == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nothing written for bad input
+
+
+def test_scene_writes_under_data_by_default(monkeypatch):
+    """`recon scene NAME` writes data/NAME (data/STEM with --mesh), never into scenes/, which
+    is the renderer's source in a checkout."""
+    import recon.scenes
+    from recon import cli
+
+    outs = []
+    monkeypatch.setattr(recon.scenes, "render_scene", lambda name, out, **_: outs.append(out) or "")
+    cli.main(["scene", "object"])
+    cli.main(["scene", "--mesh", "meshes/bunny.ply"])
+    cli.main(["scene", "object", "--out", "elsewhere"])
+    assert outs == [Path("data/object"), Path("data/bunny"), Path("elsewhere")]

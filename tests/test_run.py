@@ -73,7 +73,7 @@ def test_load_run_opens_the_checkpoint_as_trained(fitted, tiny_npz):
     assert [primitive_count(r) for r in lines] == [r["num_primitives"] for r in lines]
 
 
-# -- a run fitted with --data-options.downscale from a folder with images_N -----------------------
+# -- a run fitted with --data.downscale from a folder with images_N -----------------------
 
 SIZE = (64, 48)
 
@@ -105,7 +105,7 @@ def colmap_scene(root: Path, n: int = 6) -> Path:
 
 
 def test_a_run_fitted_on_images_n_reopens_at_that_resolution(tmp_path):
-    """``--data-options.downscale 2`` reads images_2/ (the loader consumes the downscale); the
+    """``--data.downscale 2`` reads images_2/ (the loader consumes the downscale); the
     run, its resumption and every tool that opens it must see those photos again, not images/."""
     scene = colmap_scene(tmp_path / "scene")
     config = FitConfig(data=scene, out=tmp_path / "run", steps=3, quiet=True, checkpoint_every=3,

@@ -173,21 +173,38 @@ def load(path: Path, config: DataConfig) -> Dataset:
 
 
 def image_folder(root: Path, config: DataConfig) -> tuple[Path, DataConfig]:
-    """The photo folder to read (``images_N`` when downscaling by N and it exists, else ``images``)
-    and the config to hand to ``build_dataset``: its downscale is consumed when ``images_N`` is used,
-    because those photos are already N times smaller and must not be shrunk twice.
+    """The photo folder to read and the config to hand to ``build_dataset``, for a downscale d:
+    ``images_d`` when it exists, else ``images`` (shrunk by d when loaded), else the pre-shrunk
+    ``images_N`` with the largest N dividing d (shrunk by the rest), else the finest one there
+    is, as it is (datasets shipped with ``images_4`` or ``images_8`` only: the cameras follow the
+    photos' size). A folder's factor is consumed with it: those photos are already N times
+    smaller and must not be shrunk twice.
     """
-    if config.downscale > 1 and (root / f"images_{config.downscale}").is_dir():
-        return root / f"images_{config.downscale}", replace(config, downscale=1)
-    if not (root / "images").is_dir():
-        raise DatasetError(f"No images/ folder in {root}. Put the dataset's photos there.")
-    return root / "images", config
+    folders = photo_folders(root)
+    if not folders:
+        raise DatasetError(f"No images/ (or images_N/) folder in {root}. Put the dataset's photos "
+                           "there.")
+    d = config.downscale
+    dividing = [n for n in folders if d % n == 0]
+    n = max(dividing) if dividing else min(folders)
+    return folders[n], replace(config, downscale=d // n if d % n == 0 else 1)
+
+
+def photo_folders(root: Path) -> dict[int, Path]:
+    """{N: folder} of the photo folders in ``root``: ``images`` as 1, ``images_N`` as N."""
+    folders = {1: root / "images"} if (root / "images").is_dir() else {}
+    for folder in root.glob("images_*"):
+        factor = folder.name.removeprefix("images_")
+        if folder.is_dir() and factor.isdigit() and int(factor) > 1:
+            folders[int(factor)] = folder
+    return folders
 
 
 def _scene_root(path: Path, model_dir: Path) -> Path:
-    """The folder holding ``images/``: ``path``, or for a model folder given directly its scene folder."""
+    """The folder holding the photos: ``path``, or for a model folder given directly its scene
+    folder."""
     for candidate in (path, *model_dir.parents[:2]):
-        if (candidate / "images").is_dir():
+        if photo_folders(candidate):
             return candidate
     return path
 

@@ -1,5 +1,6 @@
-"""DTU scenes as IDR and NeuS distribute them: ``cameras_sphere.npz`` (or ``cameras.npz`` /
-``cameras_large.npz``), photos in ``image/`` and object masks in ``mask/``.
+"""DTU scenes as IDR, NeuS and VolSDF distribute them: ``cameras_sphere.npz`` (or ``cameras.npz`` /
+``cameras_large.npz``), photos in ``image/`` and object masks in ``mask/``; or as MonoSDF does,
+``NNNNNN_rgb.png`` (and ``NNNNNN_mask.png``) beside ``cameras.npz`` in one folder.
 
 For image i the file holds ``world_mat_i`` = K [R | t] (a 4x4 whose top 3x4 is the projection)
 and ``scale_mat_i``, which maps a normalised frame (the object inside the unit sphere) to the
@@ -58,13 +59,7 @@ def load(path: Path, config: DataConfig) -> Dataset:
     path = Path(path)
     camera_file = next(path / name for name in CAMERA_FILES if (path / name).is_file())
     matrices = _read_matrices(camera_file)
-    files = list_images(path / "image")
-    masks = list_images(path / "mask") if (path / "mask").is_dir() else None
-    if masks is not None and len(masks) != len(files):
-        raise DatasetError(
-            f"{path / 'mask'} holds {len(masks)} masks but {path / 'image'} holds {len(files)} images. "
-            "Masks pair with images by sorted name; give one per image or remove the mask folder."
-        )
+    files, masks = _photos_and_masks(path)
     width, height = image_size(files[0])
     cameras = []
     for i, file in enumerate(files):
@@ -81,6 +76,27 @@ def load(path: Path, config: DataConfig) -> Dataset:
         cx, cy = k[0, 2] + 0.5, k[1, 2] + 0.5  # integer pixel centres -> recon's +0.5
         cameras.append(Camera(width, height, k[0, 0], k[1, 1], cx, cy, w2c, name=file.name))
     return build_dataset(cameras, files, format="dtu", root=path, config=config, mask_paths=masks)
+
+
+def _photos_and_masks(path: Path) -> tuple[list[Path], list[Path] | None]:
+    """The photos and (when present) masks, paired by sorted name: ``image/`` and ``mask/``
+    (IDR, NeuS, VolSDF), or ``NNNNNN_rgb.png`` and ``NNNNNN_mask.png`` side by side with the
+    camera file (MonoSDF)."""
+    if (path / "image").is_dir():
+        files = list_images(path / "image")
+        masks = list_images(path / "mask") if (path / "mask").is_dir() else None
+        where = f"{path / 'mask'} holds {{}} masks but {path / 'image'} holds {{}} images"
+    else:
+        files = sorted(path.glob("*_rgb.png"))
+        masks = sorted(path.glob("*_mask.png")) or None
+        where = f"{path} holds {{}} *_mask.png but {{}} *_rgb.png"
+        if not files:
+            raise DatasetError(f"No photos in {path}: expected an image/ folder (IDR, NeuS, "
+                               "VolSDF) or *_rgb.png files (MonoSDF) beside the camera file.")
+    if masks is not None and len(masks) != len(files):
+        raise DatasetError(where.format(len(masks), len(files)) + ". Masks pair with images by "
+                           "sorted name; give one per image or remove the masks.")
+    return files, masks
 
 
 def _read_matrices(file: Path) -> dict[str, np.ndarray]:

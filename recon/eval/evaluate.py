@@ -50,7 +50,7 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
     if not test:
         raise ReconError(f"The dataset at {run.data_path} has no test images, so there is "
                          "nothing to evaluate. Fit with a test split "
-                         "(e.g. --data-options.test-every 8).")
+                         "(e.g. --data.test-every 8).")
     device = training_device(backend)
     draw = renderer(backend, run.model)
     params = run.params_on(device)

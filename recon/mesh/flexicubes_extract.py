@@ -57,27 +57,10 @@ def fit_views(views: Sequence[View], work_dir: Path, options: FlexiCubesExtractO
     if options.init == "carve":
         start_from_carved(trainer, alpha_min)
     trainer.train()
-    mesh = without_small_pieces(trainer.model.browser_view(trainer.params),
-                                options.min_component)
+    mesh = trainer.model.browser_view(trainer.params)
     to_views = trainer.dataset.normalization.inverse()
     return make_mesh(to_views.apply(np.asarray(mesh.vertices)), np.asarray(mesh.faces),
                      vertex_colors(mesh))
-
-
-def without_small_pieces(mesh, min_fraction: float):
-    """``mesh`` without its connected pieces of fewer than ``min_fraction`` of its faces (the
-    largest always stays)."""
-    import trimesh
-
-    if min_fraction <= 0 or len(mesh.faces) == 0:
-        return mesh
-    pieces = mesh.split(only_watertight=False)
-    if len(pieces) < 2:
-        return mesh
-    largest = max(len(p.faces) for p in pieces)
-    kept = [p for p in pieces
-            if len(p.faces) >= min_fraction * len(mesh.faces) or len(p.faces) == largest]
-    return trimesh.util.concatenate(kept)
 
 
 def write_views(views: Sequence[View], folder: Path) -> Path:
@@ -116,6 +99,7 @@ def fit_config(data: Path, out: Path, options: FlexiCubesExtractOptions, backend
         steps=options.steps, seed=seed, backend=backend, max_sh_degree=0,
         flexicubes=FlexiCubesOptions(resolution=options.resolution, extent=options.extent,
                                      depth_weight=options.depth_weight,
+                                     min_component=options.min_component,
                                      schedule=GridSchedule(upsample_at=tuple(options.upsample_at))),
         data_options=DataOptions(max_size=options.max_size),
         checkpoint_every=options.steps, keep_checkpoints=1, force=True, quiet=quiet)
@@ -182,4 +166,4 @@ def carved_sdf(points: np.ndarray, cameras, alphas, depths, alpha_min: float,
 
 
 __all__ = ["CARVE_CELLS", "WORK_DIR", "carved_sdf", "fit_config", "fit_views", "start_from_carved",
-           "without_small_pieces", "write_views"]
+           "write_views"]

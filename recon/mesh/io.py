@@ -32,6 +32,22 @@ def make_mesh(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None
     return mesh
 
 
+def without_small_pieces(mesh, min_fraction: float):
+    """``mesh`` without its connected pieces of fewer than ``min_fraction`` of its faces (the
+    largest always stays)."""
+    import trimesh
+
+    if min_fraction <= 0 or len(mesh.faces) == 0:
+        return mesh
+    pieces = mesh.split(only_watertight=False)
+    if len(pieces) < 2:
+        return mesh
+    largest = max(len(p.faces) for p in pieces)
+    kept = [p for p in pieces
+            if len(p.faces) >= min_fraction * len(mesh.faces) or len(p.faces) == largest]
+    return trimesh.util.concatenate(kept)
+
+
 def save_mesh(mesh, path: Path, force: bool = False) -> Path:
     """Write ``mesh`` to ``path``; the suffix (.ply/.obj/.glb) picks the format."""
     path = Path(path)
@@ -96,4 +112,5 @@ def _to_rgba8(colors: np.ndarray) -> np.ndarray:
     return colors
 
 
-__all__ = ["MESH_FORMATS", "load_mesh", "make_mesh", "save_mesh", "vertex_colors"]
+__all__ = ["MESH_FORMATS", "load_mesh", "make_mesh", "save_mesh", "vertex_colors",
+           "without_small_pieces"]

@@ -143,13 +143,10 @@ class FlexiCubesOptions:
     vertices exactly on the surface at even resolutions, where the SDF has no sign)."""
     sdf_lr: float = 0.01
     """SDF learning rate (SDF in units of the box's half width, as the reference's [-1, 1]^3)."""
-    deform_lr: float = 0.001
-    """Raw deformation learning rate. The reference's 0.01 (batches of 8 views at 2048²) on
-    single 128² views moves the mesh off the surface the depth puts the SDF on (spot, 32³ then
-    64³, 1000 steps: Chamfer 0.35 % at 0.01 for deformation and weights, 0.18 % at 0.001; plain
-    Dual Marching Cubes of the same SDF 0.17 %)."""
-    weights_lr: float = 0.001
-    """Raw α, β, γ learning rate (see ``deform_lr``)."""
+    deform_lr: float = 0.01
+    """Raw deformation learning rate (the reference's)."""
+    weights_lr: float = 0.01
+    """Raw α, β, γ learning rate (the reference's)."""
     lr_final: float = 0.3
     """The three rates above decay exponentially to this fraction by the last step (the
     reference: 10^(−0.0002 step), 0.63 after its 1000 steps)."""
@@ -160,8 +157,17 @@ class FlexiCubesOptions:
     mask_weight: float = 1.0
     """Weight of the mask L1 (rendered coverage vs the image's alpha, where it has one)."""
     depth_weight: float = 10.0
-    """Weight of the depth L1 (rendered vs the dataset's depth maps, where it has them; world
-    units of the normalised scene)."""
+    """Weight of the depth term on the mesh: mean distance from the depth maps' pixels (as
+    points) to the mesh, in units of the box's half width."""
+    empty_weight: float = 1.0
+    """Weight of the empty-space term: mean max(0, -SDF) at points the view sees as empty (on
+    background pixels' rays, and before each depth pixel's surface). The masks and depth act on
+    the mesh only where it shows: a membrane across a hole (the initial sphere over a torus's)
+    covers its pixels whole and gets no gradient from them; this carves it."""
+    empty_samples: int = 4096
+    """Points of the empty-space term per view (one on each of as many random pixels' rays)."""
+    empty_margin: float = 2.0
+    """Cells before a depth pixel's surface where the empty space ends."""
     sign_start: float = 0.2
     """L_sign weight at the start ..."""
     sign_end: float = 0.01
@@ -174,6 +180,11 @@ class FlexiCubesOptions:
     """Weight of the mean |raw α, β, γ| (keeps the weights near plain Dual Marching Cubes)."""
     band: float = 1.0
     """Pixels of the edge ramp outside each rendered face (silhouette gradients)."""
+    min_component: float = 0.01
+    """The exported (and viewed) mesh drops closed pieces with fewer than this fraction of its
+    faces: the specks of a cell or two that sub-pixel coverage leaves in empty space (the object
+    scene, 64³ at 128²: 17 such pieces, each of 12-36 faces, 0.07-0.43 units off the surface);
+    0 keeps all."""
     schedule: GridSchedule = field(default_factory=GridSchedule)
     """Coarse to fine (e.g. --flexicubes.schedule.upsample-at 0.5: 64³ then 128³)."""
 
@@ -185,6 +196,8 @@ class FlexiCubesOptions:
              f"--flexicubes.extent must be positive and --flexicubes.radius in (0, 1), got "
              f"{self.extent} and {self.radius}."),
             (self.band > 0, f"--flexicubes.band must be positive, got {self.band}."),
+            (0 <= self.min_component < 1,
+             f"--flexicubes.min-component must be in [0, 1), got {self.min_component}."),
             (all(0 < f < 1 for f in self.schedule.upsample_at),
              "--flexicubes.schedule.upsample-at takes fractions of the run in (0, 1), got "
              f"{self.schedule.upsample_at}."),

@@ -145,7 +145,7 @@ class Trainer:
         self.train_indices = self.dataset.indices("train")
         if not self.train_indices:
             raise DatasetError(f"The dataset at {self.data_path} has no training images (every "
-                               "image is in the test split). Raise --data-options.test-every.")
+                               "image is in the test split). Raise --data.test-every.")
         images = [self.dataset.image(i) for i in self.train_indices]
         sizes = {im.shape[:2] for im in images}
         if len(sizes) > 1:

@@ -341,3 +341,26 @@ def test_image_with_undefined_camera_is_a_dataset_error(tmp_path):
     write_model(model, tmp_path / "sparse" / "0")
     with pytest.raises(DatasetError, match=r"camera id\(s\) \[2\]"):
         load_dataset(tmp_path)
+
+
+def test_a_scene_with_only_images_n_folders_loads(tmp_path):
+    """No images/: downscale 1 reads the finest images_N as it is; downscale 4 reads images_2
+    (the largest factor dividing 4) shrunk by 2 more; the cameras follow the photos' size."""
+    import shutil
+
+    model = _write_scene(tmp_path, "PINHOLE")
+    for factor in (2, 8):
+        (tmp_path / f"images_{factor}").mkdir()
+        for im in model.images.values():
+            size = (SIZE[0] // factor, SIZE[1] // factor)
+            Image.new("RGB", size, (factor, 2, 3)).save(tmp_path / f"images_{factor}" / im.name)
+    full = load_dataset(tmp_path, RAW)
+    shutil.rmtree(tmp_path / "images")
+    finest = load_dataset(tmp_path, RAW)
+    assert all(p.parent.name == "images_2" for p in finest.image_paths)
+    assert (finest.cameras[0].width, finest.cameras[0].height) == (SIZE[0] // 2, SIZE[1] // 2)
+    np.testing.assert_allclose(finest.cameras[0].fx, full.cameras[0].fx / 2, rtol=1e-12)
+    quarter = load_dataset(tmp_path, DataConfig(downscale=4, normalize=False))
+    assert all(p.parent.name == "images_2" for p in quarter.image_paths)
+    assert quarter.image(0).shape == (SIZE[1] // 4, SIZE[0] // 4, 3)
+    assert load_dataset(tmp_path, DataConfig(downscale=8, normalize=False)).image(0)[0, 0, 0] == 8

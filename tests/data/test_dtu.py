@@ -118,3 +118,25 @@ def test_corrupt_camera_file_is_a_dataset_error(tmp_path):
     (tmp_path / "cameras_sphere.npz").write_bytes(b"PK\x03\x04 broken")
     with pytest.raises(DatasetError, match="Cannot read"):
         load_dataset(tmp_path)
+
+
+def test_the_monosdf_layout_loads_with_its_masks(tmp_path):
+    """MonoSDF keeps NNNNNN_rgb.png and NNNNNN_mask.png beside cameras.npz in one folder: the
+    same cameras and alpha as the image/ + mask/ layout."""
+    _write_dtu(tmp_path, camera_file="cameras.npz")
+    for i in range(N):
+        (tmp_path / "image" / f"{i:06d}.png").rename(tmp_path / f"{i:06d}_rgb.png")
+        (tmp_path / "mask" / f"{i:03d}.png").rename(tmp_path / f"{i:06d}_mask.png")
+    (tmp_path / "image").rmdir()
+    (tmp_path / "mask").rmdir()
+    assert detect_format(tmp_path) == "dtu"
+    data = load_dataset(tmp_path, RAW)
+    for got, want in zip(data.cameras, _cameras(), strict=True):
+        np.testing.assert_allclose([got.fx, got.cx], [want.fx, want.cx], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(got.world_to_camera, want.world_to_camera, rtol=0, atol=1e-9)
+    image = data.image(4)
+    assert image.shape == (H, W, 4) and image[0, 0, :3].tolist() == [40, 20, 30]
+    assert image[5 + 4, 8, 3] == 255 and image[4, 8, 3] == 0
+    (tmp_path / "000002_mask.png").unlink()
+    with pytest.raises(DatasetError, match="5 \\*_mask.png but 6 \\*_rgb.png"):
+        load_dataset(tmp_path)

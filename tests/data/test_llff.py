@@ -113,3 +113,18 @@ def test_unreadable_file_is_a_dataset_error(tmp_path):
     (tmp_path / "poses_bounds.npy").write_bytes(b"not numpy")
     with pytest.raises(DatasetError, match="Cannot read"):
         load_dataset(tmp_path)
+
+
+def test_an_llff_scene_with_only_images_4_loads(tmp_path):
+    """Scenes shipped with only images_4 (no full-size photos) load at that size."""
+    import shutil
+
+    _write_llff(tmp_path)
+    (tmp_path / "images_4").mkdir()
+    for i in range(N):
+        Image.new("RGB", (20, 15), (i, 1, 1)).save(tmp_path / "images_4" / f"IMG_{i:04d}.png")
+    shutil.rmtree(tmp_path / "images")
+    data = load_dataset(tmp_path, DataConfig(normalize=False))
+    assert data.image_paths[0].parent.name == "images_4"
+    assert data.image(3).shape == (15, 20, 3)
+    np.testing.assert_allclose(data.cameras[0].fx, FULL_FOCAL / 4, rtol=1e-12)

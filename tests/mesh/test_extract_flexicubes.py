@@ -115,7 +115,7 @@ def test_small_pieces_are_dropped_and_the_largest_always_stays():
     sphere alone, closed); at 0 both stay; a threshold above every piece keeps the largest."""
     import trimesh
 
-    from recon.mesh.flexicubes_extract import without_small_pieces
+    from recon.mesh.io import without_small_pieces
 
     big = trimesh.creation.icosphere(subdivisions=3)
     floater = trimesh.creation.icosphere(subdivisions=0, radius=0.1)

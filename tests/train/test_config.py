@@ -32,7 +32,7 @@ def test_presets_parse_with_tyro_and_validate(name):
 def test_tyro_selects_strategy_and_nested_fields():
     cfg = tyro.cli(FitConfig, default=PRESETS["default"],
                    args=["d", "--strategy", "mcmc", "--mcmc.cap-max", "5000",
-                         "--optim.means-lr", "1e-4", "--data-options.background", "random"])
+                         "--optim.means-lr", "1e-4", "--data.background", "random"])
     strategy = cfg.build_strategy()
     assert isinstance(strategy, MCMCStrategy) and strategy.cap_max == 5000
     assert strategy is not cfg.mcmc  # a fresh object per run
@@ -67,3 +67,34 @@ def test_plain_data_round_trip():
 def test_validation_names_the_option(change, message):
     with pytest.raises(ReconError, match=message):
         dataclasses.replace(FitConfig(data=Path("d")), **change).validate()
+
+
+def test_fit_reads_dataset_options_as_data_like_every_command(monkeypatch):
+    """`recon fit` takes --data.* as `recon info` does; the older --data-options.* spelling
+    still parses to the same config."""
+    import recon.cli as cli
+    import recon.train.trainer as trainer
+
+    seen = []
+    monkeypatch.setattr(trainer, "fit", lambda config: seen.append(config) or Path("run"))
+    cli.main(["fit", "d", "--data.downscale", "2", "--data.max-size", "300"])
+    cli.main(["fit", "d", "--data-options.downscale", "2", "--data-options.max-size", "300"])
+    assert seen[0].data_options.downscale == 2 and seen[0].data_options.max_size == 300
+    assert seen[0] == seen[1]
+    info = tyro.cli(cli.Info, args=["d", "--data.downscale", "2", "--data.max-size", "300"])
+    assert dataclasses.asdict(info.data) == dataclasses.asdict(seen[0].data_options)
+
+
+def test_the_mesh_preset_is_what_the_mesh_benchmark_fits():
+    """`--preset mesh` gives a user the Gaussian runs bench/meshes.py scores: the fast preset,
+    --reg surface and the benchmark's FIT_ARGS."""
+    import importlib.util
+
+    bench = Path(__file__).resolve().parents[2] / "bench" / "meshes.py"
+    spec = importlib.util.spec_from_file_location("bench_meshes", bench)
+    meshes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(meshes)
+    benchmark = tyro.cli(FitConfig, default=PRESETS["fast"],
+                         args=["d", "--reg", "surface", *meshes.FIT_ARGS.split()])
+    preset = tyro.cli(FitConfig, default=PRESETS["mesh"], args=["d"])
+    assert preset == benchmark
