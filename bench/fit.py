@@ -71,8 +71,9 @@ def recon_config(args, model: str, strategy: str, out: Path):
     from recon.train.config import PRESETS
 
     base = PRESETS[args.preset]
-    init = base.init if args.num_random is None else dataclasses.replace(
-        base.init, num_random=args.num_random)
+    init = dataclasses.replace(base.init, source=args.init_source)
+    if args.num_random is not None:
+        init = dataclasses.replace(init, num_random=args.num_random)
     triangles = dataclasses.replace(base.triangles, opaque_finish=args.opaque_finish)
     return dataclasses.replace(
         base, data=args.data, out=out, steps=args.steps, model=model, strategy=strategy,
@@ -331,6 +332,9 @@ def main() -> None:
     ap.add_argument("--preset", default="fast", help="recon.train.config.PRESETS entry")
     ap.add_argument("--num-random", type=int, default=None,
                     help="random initial Gaussians (default: the preset's; the reference: 20k)")
+    ap.add_argument("--init-source", default="auto", choices=("auto", "sfm", "random"),
+                    help="recon fit --init.source (auto: the dataset's points, else points "
+                         "triangulated from its posed views, else random)")
     ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads")
     ap.add_argument("--backend", default="auto", help="recon fit --backend (cpu on a GPU "
                     "machine times the CPU kernels)")

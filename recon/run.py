@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 SFM_DIR = "sfm"
+TRIANGULATED_FILE = "triangulated.npz"
+"""In SFM_DIR: the points triangulated from a posed dataset's views when it ships none."""
 EXPORT_DIR = "export"
 
 
@@ -113,5 +115,5 @@ def _same_similarity(a: Similarity, b: Similarity, tol: float = 1e-6) -> bool:
     return bool(np.allclose(a.matrix(), b.matrix(), rtol=tol, atol=tol * max(1.0, a.scale)))
 
 
-__all__ = ["CONFIG_FILE", "EXPORT_DIR", "METRICS_FILE", "Run", "SFM_DIR", "load_run",
-           "primitive_count"]
+__all__ = ["CONFIG_FILE", "EXPORT_DIR", "METRICS_FILE", "Run", "SFM_DIR", "TRIANGULATED_FILE",
+           "load_run", "primitive_count"]

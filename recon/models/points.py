@@ -1,19 +1,31 @@
-"""Where a new model's rows start: the dataset's sparse points, or random points where the cameras
-look, and the neighbour spacing initial sizes are taken from."""
+"""Where a new model's rows start: the dataset's sparse points, points triangulated from its
+posed views when it has none, or random points where the cameras look; and the neighbour spacing
+initial sizes are taken from."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from recon.errors import DatasetError
 
+MIN_TRIANGULATED = 100
+"""Fewer triangulated points than this (a textureless or tiny capture) start from random points
+instead."""
 
-def initial_points(dataset, cameras, init, data_path, generator: torch.Generator
+
+def initial_points(dataset, cameras, init, data_path, generator: torch.Generator,
+                   images: Sequence[np.ndarray] = (), cache: Path | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Points [N, 3] and RGB colours [N, 3] in [0, 1] a model starts from (``init`` is the
     config's ``InitOptions``): the dataset's sparse points (SfM) unless ``init.source`` is
-    "random" or there are none, else ``init.num_random`` points uniform in the region
+    "random" or there are none; for "auto" without any, points triangulated from SIFT matches
+    between the training ``images`` (uint8 [H, W, 3]) with their known ``cameras``
+    (:func:`recon.data.matches.triangulated_points`, kept in ``cache`` once computed) when that
+    gives at least MIN_TRIANGULATED; else ``init.num_random`` points uniform in the region
     ``cameras`` look at."""
     has_points = dataset.points is not None and len(dataset.points) > 0
     if init.source == "sfm" and not has_points:
@@ -23,8 +35,28 @@ def initial_points(dataset, cameras, init, data_path, generator: torch.Generator
         colors = (dataset.point_colors / 255.0 if dataset.point_colors is not None
                   else np.full((len(dataset.points), 3), 0.5))
         return dataset.points, colors
+    if init.source == "auto" and len(images) >= 2:
+        points, colors = triangulated(cameras, images, cache)
+        if len(points) >= MIN_TRIANGULATED:
+            return points, colors / 255.0
     center, half = viewed_region(cameras)
     return random_points(init.num_random, center, half * init.random_extent, generator)
+
+
+def triangulated(cameras, images: Sequence[np.ndarray], cache: Path | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`recon.data.matches.triangulated_points` of the views, read from ``cache`` (an .npz)
+    when it is there, written to it when not."""
+    from recon.data.matches import triangulated_points
+
+    if cache is not None and cache.is_file():
+        with np.load(cache) as saved:
+            return saved["points"], saved["colors"]
+    points, colors = triangulated_points(list(cameras), list(images))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, points=points, colors=colors)
+    return points, colors
 
 
 def mean_neighbour_distance(points: np.ndarray, k: int = 3) -> np.ndarray:
@@ -84,4 +116,5 @@ def viewed_region(cameras) -> tuple[np.ndarray, float]:
     return center, float(np.median(depths * tan_half))
 
 
-__all__ = ["initial_points", "mean_neighbour_distance", "random_points", "viewed_region"]
+__all__ = ["MIN_TRIANGULATED", "initial_points", "mean_neighbour_distance", "random_points",
+           "triangulated", "viewed_region"]

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from recon.errors import ReconError
 from recon.models.gaussians import splat_parameters, to_gaussians, with_centres
 from recon.regularizers.base import Regularizer, RunContext, StepContext
-from recon.regularizers.matches import sift_matches, triangulate
+from recon.data.matches import sift_matches, triangulate
 from recon.regularizers.options import CoherenceOptions
 from recon.render.sh import num_bases, rgb_to_sh0
 from recon.strategies import ops

@@ -21,6 +21,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ from recon.models.base import create_optimizers
 from recon.models.points import initial_points
 from recon.regularizers import build_regularizer
 from recon.regularizers.base import RunContext, StepContext
-from recon.run import CONFIG_FILE, METRICS_FILE, SFM_DIR, load_run
+from recon.run import CONFIG_FILE, METRICS_FILE, SFM_DIR, TRIANGULATED_FILE, load_run
 from recon.train import checkpoint as ckpt
 from recon.train.backends import finish_backward, renderer, training_device
 from recon.train.config import FitConfig, to_dict
@@ -136,7 +137,9 @@ class Trainer:
 
     def _initial_params(self) -> torch.nn.ParameterDict:
         points, colors = initial_points(self.dataset, self.cameras, self.config.init,
-                                        self.data_path, self.generator)
+                                        self.data_path, self.generator,
+                                        images=_MatchImages(self.images),
+                                        cache=self.run_dir / SFM_DIR / TRIANGULATED_FILE)
         return self.model.initialize(points, colors, self.generator, self.device, self.cameras)
 
     def _load_images(self) -> None:
@@ -427,6 +430,24 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
+
+
+class _MatchImages(Sequence):
+    """The training images as uint8 [H, W, 3] for feature matching (alpha over grey, so an
+    object's outline shows on either background), converted one at a time when asked for."""
+
+    def __init__(self, images: Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        image = self.images[i].permute(1, 2, 0).cpu().numpy()
+        if image.shape[-1] == 3:
+            return image
+        alpha = image[..., 3:].astype(np.float32) / 255.0
+        return np.round(image[..., :3] * alpha + 128.0 * (1.0 - alpha)).astype(np.uint8)
 
 
 def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from scipy.spatial import cKDTree
 
 from recon.cameras import Camera, look_at
 from recon.mesh.flexicubes import FlexiCubesGrid
-from recon.models.flexicubes import depth_points, trilinear
+from recon.models.flexicubes import depth_points, empty_points, trilinear
 from recon.train.config import FitConfig
 from recon.train.trainer import Trainer
 
@@ -52,6 +52,31 @@ def test_depth_points_project_back_to_their_pixels():
     assert torch.allclose(cols, known_cols.float(), atol=1e-4)
     assert torch.allclose(rows, known_rows.float(), atol=1e-4)
     assert torch.allclose(local[:, 2], depth[depth > 0], atol=1e-5)
+
+
+def test_empty_points_lie_before_the_surface_or_on_background_rays():
+    """Points of the empty-space term: inside the grid's box, on the ray of a pixel that is
+    background (alpha < 0.01) or knows its depth, and nearer than that depth less the margin;
+    pixels with neither (here: alpha 0.5, no depth) give none."""
+    camera = Camera(width=24, height=16, fx=20.0, fy=21.0, cx=12.5, cy=7.5,
+                    world_to_camera=look_at(np.array([0.3, -3.0, 0.5]), np.zeros(3)))
+    grid = FlexiCubesGrid(8, ((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)))
+    alpha = torch.ones(16, 24)
+    alpha[:, :8] = 0.0            # background
+    alpha[:, 16:] = 0.5           # unknown: an antialiased edge, no depth
+    depth = torch.zeros(16, 24)
+    depth[:, 8:16] = 3.2          # the surface
+    points = empty_points(camera, alpha, depth, grid, 0.25, 4000, torch.Generator().manual_seed(0))
+    assert 2000 < len(points) < 3000                     # 2/3 of the pixels, all rays hit the box
+    assert ((points >= -1 - 1e-5) & (points <= 1 + 1e-5)).all()
+    w2c = torch.as_tensor(camera.world_to_camera, dtype=torch.float32)
+    local = points @ w2c[:3, :3].T + w2c[:3, 3]
+    cols = (local[:, 0] / local[:, 2] * camera.fx + camera.cx).floor().long()
+    assert (cols < 16).all()                             # never on the unknown pixels
+    on_surface_pixels = cols >= 8
+    assert (local[on_surface_pixels, 2] <= 3.2 - 0.25 + 1e-5).all()
+    # Background rays are sampled beyond where a surface pixel's would stop.
+    assert local[~on_surface_pixels, 2].max() > 3.5
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from recon.regularizers.base import RunContext
 from recon.regularizers.coherence import (CoherenceError, CoherenceRegularizer, depth_layers,
                                           disparity_tv, interpolated_depth, match_consistency,
                                           pixel_rays)
-from recon.regularizers.matches import triangulate
+from recon.data.matches import triangulate
 from recon.regularizers.options import CoherenceOptions
 
 SIZE = 32

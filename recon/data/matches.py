@@ -1,5 +1,7 @@
-"""Correspondences between a few posed views: pycolmap SIFT matches, and the 3D points they give
-when triangulated with the known poses (the "sparse SfM points" of a posed sparse-view capture).
+"""Correspondences between posed views: pycolmap SIFT matches, and the 3D points they give when
+triangulated with the known poses: the "sparse SfM points" of a posed sparse-view capture (the
+coherence regularizer), and the starting points of a posed dataset that ships none (LLFF, DTU,
+Blender/nerfstudio without a point cloud).
 
 Matching runs COLMAP's CPU pipeline as ``recon.data.sfm`` does (SIFT with affine shapes,
 exhaustive matching, geometric verification), in a scratch folder, and keeps only the verified
@@ -22,6 +24,12 @@ PEAK_THRESHOLD = 0.002
 few and often small, and every extra match constrains the depth."""
 MAX_REPROJECTION_ERROR = 2.0
 """Pixels; a triangulated match farther than this from either keypoint is dropped."""
+MAX_PAIR_ANGLE = 60.0
+"""Degrees: views whose optical axes differ by more are not matched (little overlap, and SIFT
+does not match across such changes of viewpoint)."""
+MIN_TRIANGULATION_ANGLE = 2.0
+"""Degrees: a point whose two rays meet at a narrower angle is dropped (COLMAP's point
+triangulator uses 1.5)."""
 
 
 @dataclass
@@ -36,9 +44,10 @@ class PairMatches:
     """[M, 2] the matching coordinates in view ``second``."""
 
 
-def sift_matches(images: list[np.ndarray], *, seed: int = 0) -> list[PairMatches]:
-    """Verified SIFT matches between every pair of ``images`` (uint8 [H, W, 3]); pairs without
-    verified matches are left out."""
+def sift_matches(images: list[np.ndarray], *, seed: int = 0,
+                 pairs: list[tuple[int, int]] | None = None) -> list[PairMatches]:
+    """Verified SIFT matches between every pair of ``images`` (uint8 [H, W, 3]), or only between
+    the ``pairs`` of view indices given; pairs without verified matches are left out."""
     import pycolmap
     from PIL import Image
 
@@ -66,9 +75,19 @@ def sift_matches(images: list[np.ndarray], *, seed: int = 0) -> list[PairMatches
             matching.num_threads = 1
             verification = pycolmap.TwoViewGeometryOptions()
             verification.ransac.random_seed = seed
-            pycolmap.match_exhaustive(database, matching_options=matching,
-                                      verification_options=verification,
-                                      device=pycolmap.Device.cpu)
+            if pairs is None:
+                pycolmap.match_exhaustive(database, matching_options=matching,
+                                          verification_options=verification,
+                                          device=pycolmap.Device.cpu)
+            else:
+                listed = Path(scratch) / "pairs.txt"
+                listed.write_text("".join(f"{names[a]} {names[b]}\n" for a, b in pairs))
+                pairing = pycolmap.ImportedPairingOptions()
+                pairing.match_list_path = str(listed)
+                pycolmap.match_image_pairs(database, matching_options=matching,
+                                           pairing_options=pairing,
+                                           verification_options=verification,
+                                           device=pycolmap.Device.cpu)
             return _read_matches(database, names)
         finally:
             pycolmap.logging.minloglevel = previous
@@ -119,4 +138,46 @@ def triangulate(first: Camera, second: Camera, xy_first: np.ndarray,
     return points, good
 
 
-__all__ = ["MAX_REPROJECTION_ERROR", "PairMatches", "sift_matches", "triangulate"]
+def neighbour_pairs(cameras: list[Camera], neighbours: int) -> list[tuple[int, int]]:
+    """Each view paired with its ``neighbours`` nearest views (camera centres) among those that
+    look the same way (optical axes less than MAX_PAIR_ANGLE apart), each pair once."""
+    centres = np.stack([c.center for c in cameras])
+    axes = np.stack([c.camera_to_world[:3, 2] for c in cameras])
+    distance = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+    facing = axes @ axes.T > np.cos(np.radians(MAX_PAIR_ANGLE))
+    distance = np.where(facing, distance, np.inf)
+    np.fill_diagonal(distance, np.inf)
+    pairs = set()
+    for i, row in enumerate(distance):
+        for j in np.argsort(row, kind="stable")[:neighbours]:
+            if np.isfinite(row[j]):
+                pairs.add((min(i, int(j)), max(i, int(j))))
+    return sorted(pairs)
+
+
+def triangulated_points(cameras: list[Camera], images: list[np.ndarray], *, neighbours: int = 4,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse points [M, 3] and their RGB [M, 3] (uint8) for posed views that come without any:
+    SIFT matches between each view and its ``neighbours`` nearest (:func:`neighbour_pairs`),
+    triangulated with the known cameras (:func:`triangulate`), keeping the points seen from
+    rays at least MIN_TRIANGULATION_ANGLE apart (narrower ones fix depth poorly). The colour is
+    the first view's pixel at the match."""
+    found = sift_matches(images, seed=seed, pairs=neighbour_pairs(cameras, neighbours))
+    points, colors = [np.zeros((0, 3))], [np.zeros((0, 3), np.uint8)]
+    for m in found:
+        first, second = cameras[m.first], cameras[m.second]
+        xyz, good = triangulate(first, second, m.xy_first, m.xy_second)
+        rays = [xyz - c.center for c in (first, second)]
+        cosine = (rays[0] * rays[1]).sum(1) / np.maximum(
+            np.linalg.norm(rays[0], axis=1) * np.linalg.norm(rays[1], axis=1), 1e-12)
+        good &= cosine < np.cos(np.radians(MIN_TRIANGULATION_ANGLE))
+        image = images[m.first]
+        col = np.clip(m.xy_first[good, 0].astype(int), 0, image.shape[1] - 1)
+        row = np.clip(m.xy_first[good, 1].astype(int), 0, image.shape[0] - 1)
+        points.append(xyz[good])
+        colors.append(image[row, col, :3])
+    return np.concatenate(points), np.concatenate(colors)
+
+
+__all__ = ["MAX_PAIR_ANGLE", "MAX_REPROJECTION_ERROR", "MIN_TRIANGULATION_ANGLE", "PairMatches",
+           "neighbour_pairs", "sift_matches", "triangulate", "triangulated_points"]
