@@ -134,6 +134,11 @@ class Eval:
         noun = model_class(result["model"]).noun
         print(f"step {result['step']}: test PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} "
               f"over {len(result['per_image'])} images, {result['num_primitives']} {noun}")
+        if "corrected_psnr" in result:
+            print(f"after each photo's colour transform (--appearance): PSNR "
+                  f"{result['corrected_psnr']:.2f} dB")
+        if "masked_psnr" in result:
+            print(f"object only (masked): PSNR {result['masked_psnr']:.2f} dB")
         print(f"Wrote {Path(self.run) / 'eval.json'} and {report}")
 
 

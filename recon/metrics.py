@@ -46,6 +46,16 @@ def psnr(pred: Tensor, gt: Tensor, reduction: Reduction = "mean") -> Tensor:
     return value.mean() if reduction == "mean" else value
 
 
+def masked_psnr(pred: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
+    """PSNR in dB over the pixels where ``mask`` [H, W] is true only (the object of a masked
+    dataset, as DTU novel-view evaluations report it) for one image [C, H, W]; +inf for
+    identical pixels, nan for an empty mask."""
+    pred, gt = _check_pair(pred, gt, "masked_psnr")
+    inside = mask.reshape(-1).bool()
+    error = (pred - gt).square().flatten(2)[0][:, inside]
+    return -10.0 * torch.log10(error.mean())
+
+
 def ssim(pred: Tensor, gt: Tensor, padding: Padding = "valid",
          reduction: Reduction = "mean") -> Tensor:
     """Structural similarity (11x11 Gaussian window, sigma 1.5) for data range 1.
@@ -104,4 +114,4 @@ def _check_pair(pred: Tensor, gt: Tensor, name: str) -> tuple[Tensor, Tensor]:
     return pred, gt.to(pred.dtype)
 
 
-__all__ = ["SSIM_SIGMA", "SSIM_WINDOW", "gaussian_window", "psnr", "ssim"]
+__all__ = ["SSIM_SIGMA", "SSIM_WINDOW", "gaussian_window", "masked_psnr", "psnr", "ssim"]

@@ -8,7 +8,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from recon.errors import ReconError
-from recon.metrics import psnr, ssim
+from recon.metrics import masked_psnr, psnr, ssim
 
 
 def scipy_ssim(x: np.ndarray, y: np.ndarray, padding: str) -> float:
@@ -87,6 +87,18 @@ def test_psnr_known_answers():
     assert per_image.tolist() == pytest.approx([20.0, 40.0], abs=1e-3)
     assert psnr(gt[0] + 0.1, gt[0]).dim() == 0
     assert psnr(gt, gt).item() == float("inf")
+
+
+def test_masked_psnr_scores_the_masked_pixels_only():
+    gt = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(5))
+    pred = gt.clone()
+    pred[:, :, :8] += 0.1          # error 0.1 on the left half (MSE 0.01: 20 dB) ...
+    pred[:, :, 8:] += 0.5          # ... and 0.5 on the right
+    left = torch.zeros(16, 16, dtype=torch.bool)
+    left[:, :8] = True
+    assert masked_psnr(pred, gt, left).item() == pytest.approx(20.0, abs=1e-4)
+    assert masked_psnr(pred, gt, torch.ones(16, 16, dtype=torch.bool)).item() == pytest.approx(
+        psnr(pred, gt).item(), abs=1e-5)
 
 
 def test_batch_reduction_is_mean_of_images():

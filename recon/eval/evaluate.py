@@ -1,7 +1,10 @@
 """`recon eval RUN`: render the test split of a fitted run and score it with PSNR and SSIM.
 
 Writes ``RUN/eval.json`` ({"step", "model", "num_primitives", "psnr", "ssim", "per_image":
-[...]}, the means being over the test images; runs evaluated before models existed wrote
+[...]}, the means being over the test images, plus "masked_psnr" when the test images have alpha
+or masks: the PSNR over the object's pixels (alpha at least 0.5) alone, as DTU evaluations
+report it, and "corrected_psnr" for runs fitted with ``--appearance``: the PSNR after the affine
+colour transform that best maps each render onto its photo (recon.train.appearance); runs evaluated before models existed wrote
 "num_gaussians") and ``RUN/renders/test_XXXX.png`` (render | ground truth side
 by side, XXXX = the image's index in the dataset).
 
@@ -36,7 +39,8 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
     Refuses to replace an existing ``eval.json`` unless ``force``. Returns what it wrote to
     ``eval.json``.
     """
-    from recon.metrics import psnr, ssim
+    from recon.metrics import masked_psnr, psnr, ssim
+    from recon.train.appearance import colour_matched
     from recon.run import load_run
     from recon.train.backends import renderer, training_device
 
@@ -66,7 +70,8 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
         with torch.no_grad():
             pred = draw(params, dataset.cameras[i], colors, run.sh_degree, bg,
                         absgrad=False).features.clamp(0.0, 1.0)
-        gt = _ground_truth(dataset.image(i), background, device)
+        image = dataset.image(i)
+        gt = _ground_truth(image, background, device)
         png = renders / f"test_{i:04d}.png"
         _save_side_by_side(png, pred, gt)
         per_image.append({
@@ -74,6 +79,12 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
             "psnr": float(psnr(pred, gt)), "ssim": float(ssim(pred, gt)),
             "render": png.relative_to(run_dir).as_posix(),
         })
+        if run.config.appearance:  # scored as the photo's exposure would show it, too
+            matched = colour_matched(pred, gt).clamp(0.0, 1.0)
+            per_image[-1]["corrected_psnr"] = float(psnr(matched, gt))
+        if image.shape[-1] in (2, 4):  # alpha or a mask: the object's pixels alone too
+            inside = torch.from_numpy(image[..., -1] >= 128).to(device)
+            per_image[-1]["masked_psnr"] = float(masked_psnr(pred, gt, inside))
     result = {
         "step": run.step,
         "model": run.model.name,
@@ -82,6 +93,10 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
         "ssim": float(np.mean([r["ssim"] for r in per_image])),
         "per_image": per_image,
     }
+    if run.config.appearance:
+        result["corrected_psnr"] = float(np.mean([r["corrected_psnr"] for r in per_image]))
+    if all("masked_psnr" in r for r in per_image):
+        result["masked_psnr"] = float(np.nanmean([r["masked_psnr"] for r in per_image]))
     out_file.write_text(json.dumps(result, indent=2) + "\n")
     return result
 

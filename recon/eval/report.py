@@ -53,6 +53,10 @@ def write_report(run_dir: Path, force: bool = False) -> Path:
             ("Test PSNR", f"{evaluation['psnr']:.2f} dB"),
             ("Test SSIM", f"{evaluation['ssim']:.4f}"),
             ("Test images", str(len(evaluation["per_image"])))]
+    if "corrected_psnr" in evaluation:
+        rows.insert(-2, ("Test PSNR, colour-matched", f"{evaluation['corrected_psnr']:.2f} dB"))
+    if "masked_psnr" in evaluation:
+        rows.insert(-2, ("Test PSNR, object only", f"{evaluation['masked_psnr']:.2f} dB"))
     if metrics and "elapsed" in metrics[-1]:
         rows.append(("Training time", _duration(float(metrics[-1]["elapsed"]))))
     lines = [f"# recon report: {run_dir.resolve().name}", "", "| | |", "|---|---|"]

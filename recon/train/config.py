@@ -86,6 +86,8 @@ class OptimOptions:
     """DC colour learning rate."""
     shN_lr: float = 2.5e-3 / 20
     """Higher SH bands learning rate."""
+    appearance_lr: float = 1e-3
+    """Learning rate of the per-image colour transforms (--appearance)."""
     eps: float = 1e-15
     """Adam epsilon (tiny, as 3DGS: gradients of far-away splats are tiny too)."""
     scene_scale_factor: float = 1.1
@@ -149,6 +151,9 @@ class FitConfig:
     """Loss = (1 - λ) L1 + λ (1 - SSIM)."""
     eps2d: float = 0.3
     """Screen-space dilation of every footprint (pixels²)."""
+    appearance: bool = False
+    """Learn an affine colour transform per training image (exposure and white balance that
+    change from photo to photo); test images are scored without one (recon.train.appearance)."""
     antialiased: bool = False
     """Mip-Splatting opacity compensation for the dilation."""
     log_every: int = 50

@@ -38,6 +38,7 @@ from recon.regularizers import build_regularizer
 from recon.regularizers.base import RunContext, StepContext
 from recon.run import CONFIG_FILE, METRICS_FILE, SFM_DIR, TRIANGULATED_FILE, load_run
 from recon.train import checkpoint as ckpt
+from recon.train.appearance import Appearance
 from recon.train.backends import finish_backward, renderer, training_device
 from recon.train.config import FitConfig, to_dict
 from recon.train.losses import photometric_loss
@@ -79,6 +80,8 @@ class Trainer:
         self.draw = renderer(config.backend, self.model)
         self.generator = torch.Generator()
         self._load_images()
+        self.appearance = (Appearance(len(self.train_indices), config.optim.appearance_lr,
+                                      self.device) if config.appearance else None)
         self.regularizer = build_regularizer(config.reg, config.reg_options(), RunContext(
             cameras=self.cameras, images=self.images, dataset=dataset,
             scene_scale=self.scene_scale, total_steps=config.steps,
@@ -236,7 +239,8 @@ class Trainer:
                                depth=reg.needs_depth(step) or normals, normals=normals)
         with _stage("loss"):
             image = result.features
-            loss = photometric_loss(image, target, cfg.ssim_lambda)
+            seen = image if self.appearance is None else self.appearance(image, index)
+            loss = photometric_loss(seen, target, cfg.ssim_lambda)
             own = model.loss(self.params, step, result, self.cameras[index],
                              alpha=self._alpha(index),
                              depth=None if self.depths is None else self.depths[index])
@@ -270,6 +274,8 @@ class Trainer:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             reg.optimizer_step()
+            if self.appearance is not None:
+                self.appearance.step()
         if strategy_active:
             with _stage("strategy"):
                 self.strategy.step_post_backward(self.params, self.optimizers,
@@ -348,6 +354,7 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "strategy_state": self.strategy_state,
             "regularizer": self.regularizer.state_dict(),
+            "appearance": None if self.appearance is None else self.appearance.state(),
             "sh_degree": active_sh_degree(max(self.step - 1, 0), self.config.sh_degree_interval,
                                           self.config.max_sh_degree),  # of the last step taken
             "max_sh_degree": self.config.max_sh_degree,
@@ -375,6 +382,8 @@ class Trainer:
             optimizer.load_state_dict(state["optimizers"][name])
         self.strategy_state = _to_device(state["strategy_state"], self.device)
         self.regularizer.load_state_dict(_to_device(state.get("regularizer", {}), self.device))
+        if self.appearance is not None and state.get("appearance") is not None:
+            self.appearance.load(state["appearance"])
         ckpt.restore_rng_state(state["rng"], self.generator)
 
 

@@ -76,7 +76,8 @@ def test_evaluate_run_scores_the_test_split(tmp_path, scene, background):
     result = evaluate_run(run)
     saved = json.loads((run / "eval.json").read_text())
     assert saved == result
-    assert set(saved) == {"step", "model", "num_primitives", "psnr", "ssim", "per_image"}
+    assert set(saved) == {"step", "model", "num_primitives", "psnr", "ssim", "masked_psnr",
+                          "per_image"}
     assert saved["step"] == STEP and saved["num_primitives"] == N
     assert saved["model"] == "gaussians"
     dataset = made["dataset"]
@@ -84,6 +85,8 @@ def test_evaluate_run_scores_the_test_split(tmp_path, scene, background):
     assert [r["index"] for r in saved["per_image"]] == test and len(test) == 8
     assert saved["psnr"] == pytest.approx(np.mean([r["psnr"] for r in saved["per_image"]]), abs=1e-9)
     assert saved["ssim"] == pytest.approx(np.mean([r["ssim"] for r in saved["per_image"]]), abs=1e-9)
+    assert saved["masked_psnr"] == pytest.approx(
+        np.mean([r["masked_psnr"] for r in saved["per_image"]]), abs=1e-9)
 
     bg = 1.0 if background == "white" else 0.0
     for entry in saved["per_image"]:
@@ -94,6 +97,11 @@ def test_evaluate_run_scores_the_test_split(tmp_path, scene, background):
         mse = np.mean((pred.permute(1, 2, 0).numpy().astype(np.float64) - gt) ** 2)
         # float32 pipeline vs float64 recomputation of the same MSE: 1e-4 dB.
         assert entry["psnr"] == pytest.approx(-10 * np.log10(mse), abs=1e-4)
+        # The images have alpha: the PSNR over the object's pixels (alpha >= 0.5) alone too.
+        inside = dataset.image(i)[..., 3] >= 128
+        error = (pred.permute(1, 2, 0).numpy().astype(np.float64) - gt) ** 2
+        assert entry["masked_psnr"] == pytest.approx(-10 * np.log10(error[inside].mean()),
+                                                     abs=1e-4)
         gt_t = torch.from_numpy(gt).permute(2, 0, 1).float()
         assert entry["ssim"] == pytest.approx(ssim(pred, gt_t).item(), abs=1e-5)
         png = np.asarray(Image.open(run / entry["render"]))
