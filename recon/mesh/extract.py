@@ -71,8 +71,9 @@ def extract_run_mesh(run_dir: Path, method: str = "sugar", out: Path | None = No
     model, dataset = run.model, run.dataset
     device = training_device(backend)
     params = run.params_on(device)
-    density = (model.density(params, sugar.neighbors)
-               if method == "sugar" or (method == "tsdf" and tsdf.depth == "level") else None)
+    level = {"sugar": True, "tsdf": tsdf.depth == "level",
+             "flexicubes": flexicubes.depth == "level"}
+    density = model.density(params, sugar.neighbors) if level[method] else None
     if method == "sugar" and density is None:
         raise ReconError(f"--method sugar samples the density field of Gaussians, and this run "
                          f"fitted {model.noun}, which have none. Use --method tsdf (it fuses "
@@ -85,7 +86,12 @@ def extract_run_mesh(run_dir: Path, method: str = "sugar", out: Path | None = No
     center, radius = surface_sphere(views, seed=seed)  # also: is anything rendered at all?
     if method == "flexicubes":  # outside the bar above: the fit shows its own
         from recon.mesh.flexicubes_extract import WORK_DIR, fit_views
+        from recon.mesh.sugar import level_set_views
 
+        if density is not None:  # every pixel of every view: the fit's views stay whole
+            with _progress(quiet) as progress:
+                views = level_set_views(density, views, radius, sugar, max_rays=10**12,
+                                        progress=progress)
         mesh = fit_views(views, Path(run_dir) / WORK_DIR, flexicubes, view.alpha_min, backend,
                          seed, quiet)
     else:

@@ -100,6 +100,7 @@ def fit_config(data: Path, out: Path, options: FlexiCubesExtractOptions, backend
         flexicubes=FlexiCubesOptions(resolution=options.resolution, extent=options.extent,
                                      depth_weight=options.depth_weight,
                                      min_component=options.min_component,
+                                     empty_weight=options.empty_weight,
                                      schedule=GridSchedule(upsample_at=tuple(options.upsample_at))),
         data_options=DataOptions(max_size=options.max_size),
         checkpoint_every=options.steps, keep_checkpoints=1, force=True, quiet=quiet)
