@@ -4,9 +4,9 @@ coherence regularizer), and the starting points of a posed dataset that ships no
 Blender/nerfstudio without a point cloud).
 
 Matching runs COLMAP's CPU pipeline as ``recon.data.sfm`` does (SIFT with affine shapes,
-exhaustive matching, geometric verification), in a scratch folder, and keeps only the verified
-inlier matches. Keypoints are in pixel coordinates with pixel centres at half-integers (COLMAP's
-convention and recon's).
+exhaustive matching or a given list of pairs, geometric verification), in a scratch folder, and
+keeps only the verified inlier matches. Keypoints are in pixel coordinates with pixel centres at
+half-integers (COLMAP's convention and recon's).
 """
 
 from __future__ import annotations

@@ -66,6 +66,9 @@ class Model:
     needs_masks_or_depth: ClassVar[bool] = False
     """Is the geometry fitted to masks (alpha) or depth maps only, so a dataset with neither is
     refused before any work?"""
+    starts_from_points: ClassVar[bool] = True
+    """Does :meth:`initialize` place rows at the initial points (so a posed dataset without
+    sparse points is worth triangulating first)?"""
 
     def __init__(self, config, scene_scale: float) -> None:
         """``config`` is the run's ``FitConfig``; ``scene_scale`` its scene radius (world units)."""

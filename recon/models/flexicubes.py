@@ -18,9 +18,10 @@ Every render extracts the mesh (:class:`recon.mesh.flexicubes.FlexiCubesGrid`, t
 triangulation, cached while the parameters are unchanged; the SDF read as positive on the box's
 boundary, so the surface is always closed) and draws it with the triangle kernel
 in opaque mode, whose edge ramp gives the silhouettes gradients. The loss adds the mask L1
-against the images' alpha, 10 × the depth term where the dataset has depth maps (the pixels'
-points to the mesh, and the SDF at those points), L_sign (0.2 → 0.01 over the first quarter),
-L_dev (0.5) and the weights' L1 (0.1): the reference recipe (``examples/optimize.py``).
+against the images' alpha, 10 × the distance from the depth maps' pixels to the mesh where the
+dataset has depth maps, L_sign (0.2 → 0.01 over the first quarter), L_dev (0.5) and the weights'
+L1 (0.1), the reference recipe (``examples/optimize.py``), and an empty-space term of recon's
+own: the SDF must be positive where the views see through.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class FlexiCubesModel(Model):
     export_formats = ("ply", "glb", "obj")
     use_depth = True
     needs_masks_or_depth = True
+    starts_from_points = False  # a sphere
 
     def __init__(self, config, scene_scale: float) -> None:
         super().__init__(config, scene_scale)
@@ -193,15 +195,15 @@ class FlexiCubesModel(Model):
         Chamfer of the exported mesh from 0.36 % (a term on the SDF at the points instead,
         where the deformation and weights learnt from the mask alone) to 0.024 %; on the
         ``object`` torus the empty-space term took it from 0.43 % (a membrane over the hole,
-        which covers its pixels whole and gets no mask gradient) to 0.066 %. The colour render leaves the geometry
-        alone (:meth:`primitives`; spot, 32³, 1000 steps: Chamfer 1.5 % with colour gradients on
-        the vertices).
+        which covers its pixels whole and gets no mask gradient) to 0.066 %. The colour render
+        leaves the geometry alone (:meth:`primitives`; spot, 32³, 1000 steps: Chamfer 1.5 % with
+        colour gradients on the vertices).
         """
         o = self.options
-        mesh = self.mesh(params)
+        mesh, grid = self.mesh(params), self.grid(params)
         t = min(1.0, step / max(1.0, o.sign_fraction * self.config.steps))
         sign = o.sign_start + (o.sign_end - o.sign_start) * t
-        loss = (sign * self.grid(params).sign_loss(params["sdf"])
+        loss = (sign * grid.sign_loss(params["sdf"])
                 + o.dev_weight * mesh.deviation_loss()
                 + o.weights_l1 * params["weights"].abs().mean())
         if result is None:
@@ -213,11 +215,10 @@ class FlexiCubesModel(Model):
             if len(points):
                 vertices, faces, _ = mesh
                 on = closest_points(points, vertices, faces)
-                half = 0.5 * (self.grid(params).upper[0] - self.grid(params).lower[0])
+                half = 0.5 * (grid.upper[0] - grid.lower[0])  # the SDF's unit
                 distance = ((on - points).square().sum(-1) + 1e-12).sqrt() / half
                 loss = loss + o.depth_weight * distance.mean()
         if camera is not None and o.empty_weight > 0 and (alpha is not None or depth is not None):
-            grid = self.grid(params)
             generator = torch.Generator().manual_seed(step)
             empty = empty_points(camera, alpha, depth, grid, o.empty_margin * max(grid.cell),
                                  o.empty_samples, generator)
@@ -280,7 +281,8 @@ def empty_points(camera, alpha: Tensor | None, depth: Tensor | None, grid: Flexi
         far = torch.where(z > 0, z - margin, far)
     c2w = torch.as_tensor(camera.camera_to_world, dtype=torch.float32, device=device)
     local = torch.stack([(cols + 0.5 - camera.cx) / camera.fx,
-                         (rows + 0.5 - camera.cy) / camera.fy, torch.ones(count, device=device)], -1)
+                         (rows + 0.5 - camera.cy) / camera.fy,
+                         torch.ones(count, device=device)], -1)
     direction = local @ c2w[:3, :3].T                       # camera z = 1 per unit of direction
     origin = c2w[:3, 3]
     # The ray's span inside the box (slabs), in camera z.

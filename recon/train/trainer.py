@@ -141,7 +141,8 @@ class Trainer:
     def _initial_params(self) -> torch.nn.ParameterDict:
         points, colors = initial_points(self.dataset, self.cameras, self.config.init,
                                         self.data_path, self.generator,
-                                        images=_MatchImages(self.images),
+                                        images=(_MatchImages(self.images)
+                                                if self.model.starts_from_points else ()),
                                         cache=self.run_dir / SFM_DIR / TRIANGULATED_FILE)
         return self.model.initialize(points, colors, self.generator, self.device, self.cameras)
 
