@@ -39,6 +39,8 @@ import numpy as np
 from recon.data.dataset import composite_background, image_size, list_images, read_image
 from recon.errors import DatasetError, ReconError, SfMError, prepare_output_dir
 
+EXIF_ORIENTATION = 0x0112
+"""The EXIF tag of how a photo's stored pixels are turned or mirrored for display."""
 MIN_IMAGES = 3
 """Fewer posed views than this cannot constrain a reconstruction."""
 SEQUENTIAL_ABOVE = 300
@@ -96,11 +98,12 @@ def process_images(images: Path, out: Path, cfg: SfMConfig | None = None, *, for
         prepare_output_dir(out, force)
         scratch = out / SCRATCH
         try:
+            upright = _upright_copies(paths, scratch / "photos")
             sift_dir = scratch / "sift_images"
-            _stage_for_sift(paths, sift_dir, cfg.background)
+            _stage_for_sift(upright, sift_dir, cfg.background)
             rec = _reconstruct(sift_dir, [p.name for p in paths], scratch, cfg, progress)
             result = scratch / "result"
-            _write_result(rec, images, result)
+            _write_result(rec, scratch / "photos", result)
             for item in sorted(result.iterdir()):
                 os.replace(item, out / item.name)
         finally:
@@ -116,20 +119,52 @@ def _check_images(folder: Path, progress) -> list[Path]:
     if len(paths) < MIN_IMAGES:
         raise DatasetError(f"Image folder {folder} holds {len(paths)} image(s); structure-from-motion "
                            f"needs at least {MIN_IMAGES} overlapping photos (a few dozen work best).")
-    sizes = {p: image_size(p) for p in paths}
+    sizes = {p: upright_size(p) for p in paths}
     common = Counter(sizes.values()).most_common(1)[0][0]
     odd = [f"{p.name} ({w}x{h})" for p, (w, h) in sizes.items() if (w, h) != common]
     if odd:
         raise DatasetError(
             f"Images in {folder} differ in size: most are {common[0]}x{common[1]}, but "
-            f"{_listing(odd)}. Resize them to one size, or split the folder into one folder per "
-            "camera and process each."
+            f"{_listing(odd)} (as shown upright, after their EXIF orientation). Resize them to "
+            "one size, or split the folder into one folder per camera and orientation and process "
+            "each."
         )
     task = progress.add_task("Checking images", total=len(paths))
     for p in paths:
         read_image(p)  # a full decode: a truncated or corrupt file raises a DatasetError naming it
         progress.advance(task)
     return paths
+
+
+def upright_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a photo as shown: swapped when its EXIF orientation turns it by 90°."""
+    from PIL import Image
+
+    width, height = image_size(path)
+    try:
+        with Image.open(path) as im:
+            turned = im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    except Exception:  # unreadable EXIF: the full decode that follows names the broken file
+        turned = False
+    return (height, width) if turned else (width, height)
+
+
+def _upright_copies(paths: list[Path], dest: Path) -> list[Path]:
+    """The photos in ``dest`` as shown: those with an EXIF orientation other than 1 rotated or
+    mirrored into their pixels (their other EXIF fields, the focal length among them, kept), the
+    rest copied byte for byte. Everything after SfM reads these pixels as they are."""
+    from PIL import Image, ImageOps
+
+    dest.mkdir(parents=True)
+    for p in paths:
+        with Image.open(p) as im:
+            if im.getexif().get(EXIF_ORIENTATION, 1) == 1:
+                shutil.copyfile(p, dest / p.name)
+                continue
+            upright = ImageOps.exif_transpose(im)
+            upright.save(dest / p.name, format=im.format, exif=upright.getexif(), quality=95,
+                         lossless=True)
+    return [dest / p.name for p in paths]
 
 
 def _stage_for_sift(paths: list[Path], dest: Path, background: str) -> None:

@@ -19,13 +19,16 @@ from PIL import Image
 from recon.cameras import align_similarity
 from recon.cli import main
 from recon.data import DataConfig, load_dataset
-from recon.data.sfm import SCRATCH, SfMConfig, _stage_for_sift, process_images
+from recon.data.sfm import (EXIF_ORIENTATION, SCRATCH, SfMConfig, _stage_for_sift,
+                             _upright_copies, process_images, upright_size)
 from recon.errors import DatasetError, OutputExistsError, ReconError, SfMError
 
 # The fast accuracy check: the default scene from fewer, smaller views than its own 64 at 256 px.
 # Neighbouring views are ~35 degrees apart here, which the affine-adapted SIFT still matches.
 FAST_VIEWS, FAST_RESOLUTION = 16, 192
 RAW = DataConfig(normalize=False)
+TURNED = ("frame_00003.png", "frame_00010.png")
+"""Views of the processed scene stored turned, with an EXIF orientation."""
 
 
 def _noise_images(folder, count=3, size=(96, 80), seed=0):
@@ -146,13 +149,26 @@ def _render_default(folder: Path, **kwargs) -> Path:
     return folder
 
 
+def _store_turned(path: Path) -> None:
+    """Rewrite the photo at ``path`` as a camera held sideways stores it: its pixels turned 90°
+    anticlockwise, with EXIF orientation 6 (turn clockwise to show), so it shows as before."""
+    with Image.open(path) as im:
+        shown = im.copy()
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    shown.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif)
+
+
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory):
-    """The fast default scene, plus one unrelated noise image, through `process`."""
+    """The fast default scene, plus one unrelated noise image, through `process`; two views are
+    stored turned with an EXIF orientation (they show as rendered)."""
     root = tmp_path_factory.mktemp("sfm")
     scene = _render_default(root / "scene", views=FAST_VIEWS, resolution=FAST_RESOLUTION)
     photos = root / "photos"
     shutil.copytree(scene / "images", photos)
+    for name in TURNED:
+        _store_turned(photos / name)
     _noise_images(photos, count=1, size=(FAST_RESOLUTION, FAST_RESOLUTION))
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -210,7 +226,12 @@ def test_outputs_keep_the_photos_and_points_lie_on_the_scene(processed):
     out = processed.out
     assert not (out / SCRATCH).exists()
     for copy in (out / "images").iterdir():  # unchanged: alpha kept, no re-encoding
-        assert copy.read_bytes() == (processed.photos / copy.name).read_bytes()
+        if copy.name in TURNED:  # ... but for the turned ones, now stored as they show
+            assert np.array_equal(np.asarray(Image.open(copy)),
+                                  np.asarray(Image.open(processed.scene / "images" / copy.name)))
+        else:
+            assert copy.read_bytes() == (processed.photos / copy.name).read_bytes()
+    assert set(TURNED) <= {p.name for p in (out / "images").iterdir()}  # and they registered
     points, colors = read_ply_points(out / "sparse_pc.ply")
     assert len(points) > 200 and colors is not None and colors.shape == points.shape
     # Map the points into the true frame with the camera alignment, then measure how far they are
@@ -280,3 +301,35 @@ def test_transparent_pixels_are_composited_for_sift(tmp_path):
     assert (staged[:4] == [255, 0, 0]).all() and (staged[4:] == 255).all()
     # Opaque photos are copied byte for byte (no second JPEG compression).
     assert (tmp_path / "staged" / "photo.jpg").read_bytes() == (tmp_path / "photo.jpg").read_bytes()
+
+
+def test_exif_orientation_is_honoured(tmp_path):
+    """A photo stored turned (orientation 6) counts at its shown size, and SfM and everything
+    after it see its shown pixels; photos without a turn are copied byte for byte."""
+    shown = np.random.default_rng(0).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    Image.fromarray(shown).save(tmp_path / "turned.png")
+    _store_turned(tmp_path / "turned.png")
+    Image.fromarray(shown).save(tmp_path / "plain.png")
+    assert Image.open(tmp_path / "turned.png").size == (6, 10)      # stored sideways
+    assert upright_size(tmp_path / "turned.png") == (10, 6)
+    copies = _upright_copies([tmp_path / "turned.png", tmp_path / "plain.png"], tmp_path / "up")
+    assert np.array_equal(np.asarray(Image.open(copies[0])), shown)
+    assert Image.open(copies[0]).getexif().get(EXIF_ORIENTATION, 1) == 1
+    assert copies[1].read_bytes() == (tmp_path / "plain.png").read_bytes()
+
+
+def test_portrait_and_landscape_photos_stop_before_any_work(tmp_path):
+    photos = tmp_path / "photos"
+    _noise_images(photos, count=3, size=(96, 80))
+    Image.new("RGB", (96, 80)).save(photos / "portrait.png")
+    _store_turned(photos / "portrait.png")   # stored 80x96, shown 96x80: fits the others
+    Image.new("RGB", (96, 80)).save(photos / "held_up.png", exif=_orientation(6))  # shown 80x96
+    with pytest.raises(DatasetError, match=r"held_up.png \(80x96\) \(as shown upright"):
+        process_images(photos, tmp_path / "out", quiet=True)
+    assert not (tmp_path / "out").exists()
+
+
+def _orientation(value: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = value
+    return exif
