@@ -70,7 +70,7 @@ def test_posed_views_without_points_start_from_triangulated_matches(object_scene
     """--init.source auto on a dataset without points: SIFT matches between neighbouring views,
     triangulated with the known poses, lie on the true surface (measured: 558 points, median
     0.21 %, 90th percentile 1.7 % of the bounding-box diagonal), are cached, and are read back
-    from the cache."""
+    from the cache; random points make up --init.num-random."""
     import open3d as o3d
     import trimesh
 
@@ -88,10 +88,18 @@ def test_posed_views_without_points_start_from_triangulated_matches(object_scene
                           .permute(0, 3, 1, 2))
     cache = tmp_path / "sfm" / "triangulated.npz"
     generator = torch.Generator().manual_seed(0)
-    points, colors = initial_points(dataset, cameras, InitOptions(), object_scene, generator,
+    init = InitOptions(num_random=2000)
+    points, colors = initial_points(dataset, cameras, init, object_scene, generator,
                                     images=images, cache=cache)
-    assert len(points) >= MIN_TRIANGULATED and cache.is_file()
-    assert colors.shape == points.shape and 0 <= colors.min() and colors.max() <= 1
+    matched = len(np.load(cache)["points"])
+    assert matched >= MIN_TRIANGULATED
+    # Random points make up the count (the matched ones come first).
+    assert len(points) == 2000 and colors.shape == points.shape
+    assert 0 <= colors.min() and colors.max() <= 1
+    random_part = points[matched:]
+    center, half = viewed_region(cameras)
+    assert np.all(np.abs(random_part - center) <= half * init.random_extent + 1e-5)
+    points = points[:matched]
     truth = trimesh.load(object_scene / "mesh.ply")
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(truth.vertices.astype(np.float32)),
@@ -101,9 +109,9 @@ def test_posed_views_without_points_start_from_triangulated_matches(object_scene
     assert np.median(distance) < 0.01 and np.percentile(distance, 90) < 0.04
 
     monkeypatch.setattr(matches, "triangulated_points", lambda *a, **k: 1 / 0)
-    again, _ = initial_points(dataset, cameras, InitOptions(), object_scene, generator,
+    again, _ = initial_points(dataset, cameras, init, object_scene, generator,
                               images=images, cache=cache)
-    assert np.array_equal(again, points)
+    assert np.array_equal(again[:matched], points)
     # random and a capture with one view skip the matching
     ones = initial_points(dataset, cameras, InitOptions(source="random", num_random=50),
                           object_scene, generator, images=images, cache=cache)[0]
