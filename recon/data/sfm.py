@@ -140,12 +140,12 @@ def upright_size(path: Path) -> tuple[int, int]:
     """(width, height) of a photo as shown: swapped when its EXIF orientation turns it by 90°."""
     from PIL import Image
 
-    width, height = image_size(path)
-    try:
-        with Image.open(path) as im:
+    width, height = image_size(path)  # a DatasetError naming an unreadable file
+    with Image.open(path) as im:
+        try:
             turned = im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
-    except Exception:  # unreadable EXIF: the full decode that follows names the broken file
-        turned = False
+        except Exception:  # broken EXIF: the full decode that follows names the broken file
+            turned = False
     return (height, width) if turned else (width, height)
 
 

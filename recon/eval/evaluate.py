@@ -4,7 +4,8 @@ Writes ``RUN/eval.json`` ({"step", "model", "num_primitives", "psnr", "ssim", "p
 [...]}, the means being over the test images, plus "masked_psnr" when the test images have alpha
 or masks: the PSNR over the object's pixels (alpha at least 0.5) alone, as DTU evaluations
 report it, and "corrected_psnr" for runs fitted with ``--appearance``: the PSNR after the affine
-colour transform that best maps each render onto its photo (recon.train.appearance); runs evaluated before models existed wrote
+colour transform that best maps each render onto its photo (recon.train.appearance); runs
+evaluated before models existed wrote
 "num_gaussians") and ``RUN/renders/test_XXXX.png`` (render | ground truth side
 by side, XXXX = the image's index in the dataset).
 

@@ -5,8 +5,8 @@ clouds). Without a correction the model bakes those changes into view-dependent 
 floaters. With ``--appearance`` each training image i gets a 3x4 matrix [A_i | b_i], starting at
 the identity, and the loss compares A_i c + b_i with the photo, where c is the rendered colour at
 a pixel, so the model learns one consistent appearance: the average of the photos' (the
-transforms are kept averaging to the identity). Test images have no transform of their own: evaluation renders the model as it is
-(the identity), which scores the model's one appearance against each test photo's own; and,
+transforms are kept averaging to the identity). Test images have no transform of their own:
+evaluation renders the model as it is (the identity), which scores the model's one appearance against each test photo's own; and,
 for runs fitted with the correction, also after the affine colour transform that best maps the
 render onto the test photo (least squares over its pixels, 12 numbers per image:
 :func:`colour_matched`), which scores the geometry and texture whatever the test photo's
