@@ -41,6 +41,15 @@ from recon.errors import DatasetError, ReconError, SfMError, prepare_output_dir
 
 EXIF_ORIENTATION = 0x0112
 """The EXIF tag of how a photo's stored pixels are turned or mirrored for display."""
+EXIF_IFD = 0x8769
+"""The EXIF sub-directory that holds the lens and sensor tags below."""
+EXIF_FOCAL_MM, EXIF_FOCAL_35MM = 0x920A, 0xA405
+"""FocalLength (mm) and FocalLengthIn35mmFilm (the same field of view on a 36 x 24 mm frame)."""
+EXIF_PLANE_X_RESOLUTION, EXIF_PLANE_UNIT = 0xA20E, 0xA210
+"""The sensor's pixels per unit along the image's x axis, and that unit (2 inch, 3 cm, 4 mm)."""
+EXIF_SIZE = (0xA002, 0xA003)
+"""The image width and height the sensor tags refer to (the size as the camera wrote it)."""
+UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0}
 MIN_IMAGES = 3
 """Fewer posed views than this cannot constrain a reconstruction."""
 SEQUENTIAL_ABOVE = 300
@@ -207,6 +216,7 @@ def _reconstruct(image_dir: Path, names: list[str], work: Path, cfg: SfMConfig, 
         reader_options=pycolmap.ImageReaderOptions(camera_model=cfg.camera_model),
         extraction_options=extraction, device=pycolmap.Device.cpu,
     )
+    _exif_focal_priors(database, image_dir)
     keypoints, _, _ = _database_counts(database)
     progress.update(task, total=len(names), completed=len(names),
                     description=f"SIFT features: {keypoints:,} keypoints")
@@ -264,6 +274,59 @@ def _reconstruct(image_dir: Path, names: list[str], work: Path, cfg: SfMConfig, 
                       f"{_listing(failed)}. Add overlapping photos near them to include them.",
                       stacklevel=3)
     return best
+
+
+def exif_focal_px(path: Path) -> float | None:
+    """The focal length in pixels a photo's EXIF gives, or None.
+
+    From the focal length in mm and the sensor's pixel pitch (FocalPlaneXResolution, scaled by
+    the longer side now over the longer side the camera wrote, for a photo resized since), else
+    from the 35 mm equivalent (36 mm across the longer side). Pixels are square, so the value does
+    not depend on the orientation.
+    """
+    from PIL import Image
+
+    with Image.open(path) as im:
+        try:
+            exif = im.getexif().get_ifd(EXIF_IFD)
+        except Exception:  # broken EXIF: no prior
+            return None
+        width, height = im.size
+    focal_mm = float(exif.get(EXIF_FOCAL_MM) or 0)
+    per_unit = float(exif.get(EXIF_PLANE_X_RESOLUTION) or 0)
+    unit_mm = UNIT_MM.get(int(exif.get(EXIF_PLANE_UNIT, 2)))
+    if focal_mm > 0 and per_unit > 0 and unit_mm:
+        written = max(float(exif.get(tag) or 0) for tag in EXIF_SIZE) or max(width, height)
+        return focal_mm * per_unit / unit_mm * max(width, height) / written
+    focal_35mm = float(exif.get(EXIF_FOCAL_35MM) or 0)
+    if focal_35mm > 0:
+        return focal_35mm / 36.0 * max(width, height)
+    return None
+
+
+def _exif_focal_priors(database: Path, image_dir: Path) -> None:
+    """Give each camera COLMAP found no focal length for (a body missing from its sensor table)
+    the one its first photo's EXIF gives, marked as a prior, so mapping starts from it rather
+    than from COLMAP's guess of 1.2 x the longer side."""
+    import pycolmap
+
+    db = pycolmap.Database.open(database)
+    try:
+        first = {}
+        for image in db.read_all_images():
+            first.setdefault(image.camera_id, image.name)
+        for camera in db.read_all_cameras():
+            if camera.has_prior_focal_length or camera.camera_id not in first:
+                continue
+            focal = exif_focal_px(image_dir / first[camera.camera_id])
+            if focal is not None:
+                params = np.array(camera.params)
+                params[list(camera.focal_length_idxs())] = focal
+                camera.params = params
+                camera.has_prior_focal_length = True
+                db.update_camera(camera)
+    finally:
+        db.close()
 
 
 def _database_counts(database: Path) -> tuple[int, int, int]:

@@ -69,8 +69,8 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
     per_image = []
     for i in test:
         with torch.no_grad():
-            pred = draw(params, dataset.cameras[i], colors, run.sh_degree, bg,
-                        absgrad=False).features.clamp(0.0, 1.0)
+            drawn = draw(params, dataset.cameras[i], colors, run.sh_degree, bg, absgrad=False)
+        pred = drawn.features.clamp(0.0, 1.0)
         image = dataset.image(i)
         gt = _ground_truth(image, background, device)
         png = renders / f"test_{i:04d}.png"
@@ -86,6 +86,8 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
         if image.shape[-1] in (2, 4):  # alpha or a mask: the object's pixels alone too
             inside = torch.from_numpy(image[..., -1] >= 128).to(device)
             per_image[-1]["masked_psnr"] = float(masked_psnr(pred, gt, inside))
+        else:  # a photo is opaque everywhere: where the model is not, the background shows
+            per_image[-1]["holes"] = float((drawn.alpha < 0.5).float().mean())
     result = {
         "step": run.step,
         "model": run.model.name,
@@ -98,6 +100,8 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
         result["corrected_psnr"] = float(np.mean([r["corrected_psnr"] for r in per_image]))
     if all("masked_psnr" in r for r in per_image):
         result["masked_psnr"] = float(np.nanmean([r["masked_psnr"] for r in per_image]))
+    if all("holes" in r for r in per_image):
+        result["holes"] = float(np.mean([r["holes"] for r in per_image]))
     out_file.write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -1,6 +1,6 @@
 """Where a new model's rows start: the dataset's sparse points, points triangulated from its
-posed views when it has none, or random points where the cameras look; and the neighbour spacing
-initial sizes are taken from."""
+posed views when it has none, or random points where the cameras look, plus an optional far layer
+for unbounded captures; and the neighbour spacing initial sizes are taken from."""
 
 from __future__ import annotations
 
@@ -26,7 +26,16 @@ def initial_points(dataset, cameras, init, data_path, generator: torch.Generator
     between the training ``images`` (uint8 [H, W, 3]) with their known ``cameras``
     (:func:`recon.data.matches.triangulated_points`, kept in ``cache`` once computed) when that
     gives at least MIN_TRIANGULATED, topped up with random points to ``init.num_random``; else
-    ``init.num_random`` points uniform in the region ``cameras`` look at."""
+    ``init.num_random`` points uniform in the region ``cameras`` look at. With ``init.far_points``
+    and ``images``, :func:`far_points` are added behind all of these."""
+    points, colors = _scene_points(dataset, cameras, init, data_path, generator, images, cache)
+    if init.far_points > 0 and len(images) > 0:
+        far, far_colors = far_points(cameras, images, init.far_points, init.far_radius, points)
+        points, colors = np.concatenate([points, far]), np.concatenate([colors, far_colors])
+    return points, colors
+
+
+def _scene_points(dataset, cameras, init, data_path, generator, images, cache):
     has_points = dataset.points is not None and len(dataset.points) > 0
     if init.source == "sfm" and not has_points:
         raise DatasetError(f"--init.source sfm, but the dataset at {data_path} has no sparse "
@@ -47,6 +56,64 @@ def initial_points(dataset, cameras, init, data_path, generator: torch.Generator
             return (np.concatenate([points, extra]),
                     np.concatenate([colors / 255.0, extra_colors]))
     return random_points(init.num_random, center, half * init.random_extent, generator)
+
+
+def far_points(cameras, images: Sequence[np.ndarray], num: int, radius_factor: float,
+               scene_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """About ``num`` points on a sphere around the cameras, for what lies beyond the scene in an
+    unbounded capture (sky, distant buildings), and their RGB colours in [0, 1].
+
+    Without them the sky of a street or landscape capture has nothing to show it but whatever
+    Gaussians the optimiser drags in front of the cameras: holes and floaters. The sphere is
+    centred on the cameras' mean centre with ``radius_factor`` times their radius, pushed out to
+    behind 98 % of ``scene_points``; its points are a Fibonacci lattice over the directions some
+    camera sees (``num`` of them there), each coloured by the median of the pixels
+    (``images``: uint8 [H, W, C], one per camera) it projects to.
+    """
+    centers = np.stack([c.center for c in cameras])
+    center = centers.mean(0)
+    spread = float(np.linalg.norm(centers - center, axis=1).max()) or 1.0
+    radius = radius_factor * spread
+    if len(scene_points):
+        reach = np.percentile(np.linalg.norm(scene_points - center, axis=1), 98)
+        radius = max(radius, 1.5 * float(reach))
+    directions = fibonacci_sphere(num)
+    seen = _pixel_samples(cameras, center + radius * directions)[1].any(1)
+    if seen.any() and seen.mean() < 1.0:  # denser lattice, so ``num`` land where cameras look
+        directions = fibonacci_sphere(int(np.ceil(num / seen.mean())))
+        seen = _pixel_samples(cameras, center + radius * directions)[1].any(1)
+    points = center + radius * directions[seen]
+    pixels, inside = _pixel_samples(cameras, points)
+    samples = np.full((len(points), len(cameras), 3), np.nan, dtype=np.float32)
+    for j, image in enumerate(images):
+        rows = inside[:, j]
+        u, v = pixels[rows, j].astype(np.int64).T
+        samples[rows, j] = image[v, u, :3] / 255.0
+    colors = np.nan_to_num(np.nanmedian(samples, axis=1), nan=0.5)
+    return points.astype(np.float32), colors
+
+
+def fibonacci_sphere(num: int) -> np.ndarray:
+    """[num, 3] unit vectors spread evenly over the sphere (the golden-angle spiral)."""
+    i = np.arange(num) + 0.5
+    z = 1.0 - 2.0 * i / num
+    r = np.sqrt(1.0 - z * z)
+    phi = np.pi * (3.0 - np.sqrt(5.0)) * i
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], -1)
+
+
+def _pixel_samples(cameras, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel indices [P, C, 2] (x, y) of the points in each camera and [P, C] whether they fall in
+    front of it, inside its image."""
+    pixels = np.zeros((len(points), len(cameras), 2))
+    inside = np.zeros((len(points), len(cameras)), dtype=bool)
+    for j, camera in enumerate(cameras):
+        uv, z = camera.project(points)
+        ok = (z > 0) & np.isfinite(uv).all(1)
+        ok &= (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
+        pixels[ok, j] = np.floor(uv[ok])
+        inside[:, j] = ok
+    return pixels, inside
 
 
 def triangulated(cameras, images: Sequence[np.ndarray], cache: Path | None
@@ -122,5 +189,5 @@ def viewed_region(cameras) -> tuple[np.ndarray, float]:
     return center, float(np.median(depths * tan_half))
 
 
-__all__ = ["MIN_TRIANGULATED", "initial_points", "mean_neighbour_distance", "random_points",
+__all__ = ["MIN_TRIANGULATED", "far_points", "fibonacci_sphere", "initial_points", "mean_neighbour_distance", "random_points",
            "triangulated", "viewed_region"]

@@ -65,6 +65,12 @@ class InitOptions:
     """Initial scale = mean 3-NN distance × this (None: 1.0 for default, 0.1 for mcmc)."""
     opacity: float | None = None
     """Initial opacity (None: 0.1 for default, 0.5 for mcmc, as gsplat)."""
+    far_points: int = 0
+    """Points on a far sphere around the cameras, where they look, coloured from the photos: the
+    sky and distant background of unbounded captures (streets, landscapes). 0: none."""
+    far_radius: float = 10.0
+    """Radius of that sphere in units of the cameras' spread (pushed out behind the scene's
+    points when they reach further)."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +228,10 @@ class FitConfig:
             (self.init_scale() > 0.0, f"--init.scale must be positive, got {self.init_scale()}."),
             (self.init.num_random >= 1,
              f"--init.num-random must be at least 1, got {self.init.num_random}."),
+            (self.init.far_points >= 0,
+             f"--init.far-points must be 0 or more, got {self.init.far_points}."),
+            (self.init.far_radius > 1.0,
+             f"--init.far-radius must be above 1 (outside the cameras), got {self.init.far_radius}."),
             (self.data_options.downscale >= 1,
              f"--data.downscale must be at least 1, got {self.data_options.downscale}."),
         ]

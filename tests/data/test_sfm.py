@@ -19,8 +19,10 @@ from PIL import Image
 from recon.cameras import align_similarity
 from recon.cli import main
 from recon.data import DataConfig, load_dataset
-from recon.data.sfm import (EXIF_ORIENTATION, SCRATCH, SfMConfig, _stage_for_sift,
-                             _upright_copies, process_images, upright_size)
+from recon.data.sfm import (EXIF_FOCAL_35MM, EXIF_FOCAL_MM, EXIF_IFD, EXIF_ORIENTATION,
+                            EXIF_PLANE_UNIT, EXIF_PLANE_X_RESOLUTION, EXIF_SIZE, SCRATCH,
+                            SfMConfig, _exif_focal_priors, _stage_for_sift, exif_focal_px,
+                            _upright_copies, process_images, upright_size)
 from recon.errors import DatasetError, OutputExistsError, ReconError, SfMError
 
 # The fast accuracy check: the default scene from fewer, smaller views than its own 64 at 256 px.
@@ -327,6 +329,53 @@ def test_portrait_and_landscape_photos_stop_before_any_work(tmp_path):
     with pytest.raises(DatasetError, match=r"held_up.png \(80x96\) \(as shown upright"):
         process_images(photos, tmp_path / "out", quiet=True)
     assert not (tmp_path / "out").exists()
+
+
+def _with_focal(path: Path, size: tuple[int, int], tags: dict | None = None) -> Path:
+    """A noise photo of ``size`` whose EXIF holds ``tags`` (sub-IFD tag id -> value)."""
+    exif = Image.Exif()
+    exif.get_ifd(EXIF_IFD).update(tags or {})
+    noise = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, exif=exif, quality=95)
+    return path
+
+
+def test_exif_focal_length_in_pixels(tmp_path):
+    # 55 mm on a sensor of 4,000 px per inch: 8,661 px at the written size; the photo was
+    # since halved (the EXIF size says 2000 x 1334), so 4,331 px.
+    sensor = _with_focal(tmp_path / "a.jpg", (1000, 667), {
+        EXIF_FOCAL_MM: 55.0, EXIF_PLANE_X_RESOLUTION: 4000.0, EXIF_PLANE_UNIT: 2,
+        EXIF_SIZE[0]: 2000, EXIF_SIZE[1]: 1334})
+    assert exif_focal_px(sensor) == pytest.approx(55.0 * 4000.0 / 25.4 / 2.0, rel=1e-9)
+    # Only the 35 mm equivalent: 36 mm across the longer side, portrait or landscape alike.
+    film = _with_focal(tmp_path / "b.jpg", (600, 800), {EXIF_FOCAL_MM: 4.3,
+                                                          EXIF_FOCAL_35MM: 27})
+    assert exif_focal_px(film) == pytest.approx(27 / 36 * 800, rel=1e-9)
+    assert exif_focal_px(_with_focal(tmp_path / "c.jpg", (64, 48))) is None
+
+
+def test_exif_focal_length_becomes_the_cameras_prior(tmp_path):
+    """A body COLMAP's sensor table lacks (no Make/Model here) still starts from its EXIF focal
+    length, marked as a prior, instead of COLMAP's 1.2 x the longer side."""
+    import pycolmap
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        _with_focal(photos / f"{i}.jpg", (160, 120), {EXIF_FOCAL_MM: 50.0,
+                                                       EXIF_PLANE_X_RESOLUTION: 40.0,
+                                                       EXIF_PLANE_UNIT: 4})
+    database = tmp_path / "database.db"
+    pycolmap.extract_features(database, photos, camera_mode=pycolmap.CameraMode.SINGLE,
+                              device=pycolmap.Device.cpu)
+    _exif_focal_priors(database, photos)
+    db = pycolmap.Database.open(database)
+    try:
+        [camera] = db.read_all_cameras()
+    finally:
+        db.close()
+    assert camera.has_prior_focal_length
+    assert camera.focal_length == pytest.approx(50.0 * 40.0, rel=1e-9)  # 2000 px
 
 
 def _orientation(value: int) -> Image.Exif:

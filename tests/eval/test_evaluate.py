@@ -37,14 +37,15 @@ def scene(tmp_path_factory) -> Path:
     return out
 
 
-def make_run(root: Path, data: Path, background: str = "white") -> tuple[Path, dict]:
+def make_run(root: Path, data: Path, background: str = "white",
+             opacity: float = 0.6, scale: float = 1.0) -> tuple[Path, dict]:
     """A run directory holding one checkpoint in the trainer's format, and a metrics.jsonl."""
     config = DataConfig(background=background)
     dataset = load_dataset(data, config)
     g = torch.Generator().manual_seed(0)
     center, half = viewed_region(dataset.cameras)
     points, colors = random_points(N, center, half, generator=g)
-    splats = create_splats(points, colors, max_sh_degree=3, init_scale=1.0, init_opacity=0.6,
+    splats = create_splats(points, colors, max_sh_degree=3, init_scale=scale, init_opacity=opacity,
                            generator=g)
     # Non-zero higher bands: the active degree (1) must decide which of them count.
     splats["shN"].data = 0.2 * torch.randn(splats["shN"].shape, generator=g)
@@ -110,6 +111,33 @@ def test_evaluate_run_scores_the_test_split(tmp_path, scene, background):
         assert np.abs(png[:, :32].astype(int) - np.rint(pred.permute(1, 2, 0).numpy() * 255)).max() <= 1
     # A random 300-splat cloud is a poor model of the scene: low but finite scores.
     assert 5.0 < saved["psnr"] < 25.0 and 0.0 < saved["ssim"] < 0.9
+
+
+def test_evaluate_run_counts_holes_in_opaque_photos(tmp_path, scene):
+    # The same views as photos without alpha: the pixels the model covers less than half show the
+    # background, where a photo has scene; eval reports their fraction instead of a masked PSNR.
+    import shutil
+
+    photos = tmp_path / "photos"
+    shutil.copytree(scene, photos)
+    for png in (photos / "images").glob("*.png"):
+        rgba = np.asarray(Image.open(png)).astype(np.float64) / 255.0
+        rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])
+        Image.fromarray(np.rint(rgb * 255).astype(np.uint8)).save(png)
+    run, made = make_run(tmp_path, photos, scale=0.2)  # small: part of each view uncovered
+    saved = evaluate_run(run)
+    assert "masked_psnr" not in saved
+    dataset = made["dataset"]
+    expected = []
+    for entry in saved["per_image"]:
+        with torch.no_grad():
+            alpha = render(to_gaussians(made["splats"]), dataset.cameras[entry["index"]],
+                           sh_coefficients(made["splats"]), torch.ones(3), sh_degree=1,
+                           eps2d=0.3).alpha
+        expected.append(float((alpha < 0.5).float().mean()))
+        assert entry["holes"] == pytest.approx(expected[-1], abs=1 / 32**2)  # one pixel
+    assert saved["holes"] == pytest.approx(np.mean([r["holes"] for r in saved["per_image"]]))
+    assert 0.05 < saved["holes"] < 0.95
 
 
 def test_evaluate_run_refuses_to_overwrite(tmp_path, scene):

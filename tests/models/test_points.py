@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from recon.cameras import Camera, look_at
-from recon.models.points import mean_neighbour_distance, random_points, viewed_region
+from recon.models.points import (far_points, fibonacci_sphere, mean_neighbour_distance,
+                                  random_points, viewed_region)
 
 
 def grid(spacing: float) -> np.ndarray:
@@ -52,6 +53,62 @@ def test_viewed_region_on_lego(shared_data):
     # The lego cameras orbit the input origin at radius ~4.03 with a 0.36 half-fov tangent.
     assert np.allclose(center, ds.normalization.apply(np.zeros((1, 3)))[0], atol=2e-3)
     assert half / ds.normalization.scale == pytest.approx(1.45, abs=0.03)
+
+
+def test_fibonacci_sphere_is_even():
+    dirs = fibonacci_sphere(2000)
+    assert np.allclose(np.linalg.norm(dirs, axis=1), 1.0, atol=1e-12)
+    assert np.abs(dirs.mean(0)).max() < 2e-3  # balanced: no pole or side favoured
+    # Every point's nearest neighbour lies near the even spacing √(4π/N) (uniform density).
+    from scipy.spatial import cKDTree
+
+    nearest = cKDTree(dirs).query(dirs, k=2)[0][:, 1]
+    assert nearest.min() > 0.6 * math.sqrt(4 * math.pi / 2000)
+    assert nearest.max() < 1.3 * math.sqrt(4 * math.pi / 2000)
+
+
+def street_cameras(count: int = 6) -> list[Camera]:
+    """A forward-moving sequence along +x, every camera looking down the street (+x)."""
+    return [Camera(64, 48, 40.0, 40.0, 32.0, 24.0,
+                   look_at(np.array([0.2 * i, 0.0, 0.0]), np.array([0.2 * i + 1.0, 0.0, 0.0])))
+            for i in range(count)]
+
+
+def test_far_points_cover_what_the_cameras_see_behind_the_scene():
+    cams = street_cameras()
+    # Every photo: sky (200) above the middle row, road (50) below. The cameras stand level at
+    # height 0, so a far point above 0 shows in the sky rows of every camera that sees it.
+    image = np.full((48, 64, 3), 50, dtype=np.uint8)
+    image[:24] = 200
+    images = [image] * len(cams)
+    points, colors = far_points(cams, images, 500, 10.0, np.zeros((0, 3)))
+    center = np.stack([c.center for c in cams]).mean(0)
+    distances = np.linalg.norm(points - center, axis=1)
+    assert np.allclose(distances, 10.0 * 0.5, rtol=1e-6)  # spread: the end cameras, 0.5 away
+    # About `num` points, all where some camera looks (here, ahead: a field of view of ±39°).
+    assert 450 <= len(points) <= 550
+    seen = np.zeros(len(points), dtype=bool)
+    for c in cams:
+        uv, z = c.project(points)
+        seen |= (z > 0) & (uv >= 0).all(1) & (uv[:, 0] < 64) & (uv[:, 1] < 48)
+    assert seen.all()
+    # Ahead only: the image corners are 45° off the axis (tan: 0.8 and 0.6), and the cameras
+    # stand up to 0.5 from the centre.
+    assert (points[:, 0] - center[0]).min() > 5.0 * math.cos(math.radians(45)) - 0.5 - 1e-6
+    # Rows 23 and 24 straddle the horizon; points clearly above or below it take sky or road.
+    height = points[:, 2] - center[2]
+    assert np.allclose(colors[height > 0.2], 200 / 255, atol=1e-6)
+    assert np.allclose(colors[height < -0.2], 50 / 255, atol=1e-6)
+    assert (height > 0.2).sum() > 100 and (height < -0.2).sum() > 100
+
+
+def test_far_points_lie_behind_the_scene_points():
+    cams = street_cameras()
+    scene = np.random.default_rng(0).normal(size=(1000, 3)) * 20.0
+    points, _ = far_points(cams, [np.zeros((48, 64, 3), np.uint8)] * len(cams), 200, 10.0, scene)
+    center = np.stack([c.center for c in cams]).mean(0)
+    reach = np.percentile(np.linalg.norm(scene - center, axis=1), 98)
+    assert np.allclose(np.linalg.norm(points - center, axis=1), 1.5 * reach, rtol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +169,16 @@ def test_posed_views_without_points_start_from_triangulated_matches(object_scene
     again, _ = initial_points(dataset, cameras, init, object_scene, generator,
                               images=images, cache=cache)
     assert np.array_equal(again[:matched], points)
+    # A far layer goes behind whatever the scene starts from, coloured from the images.
+    with_far, far_colors = initial_points(dataset, cameras, InitOptions(num_random=2000,
+                                          far_points=300), object_scene, generator,
+                                          images=images, cache=cache)
+    assert np.array_equal(with_far[:matched], points)
+    far = with_far[2000:]
+    assert 250 <= len(far) <= 350 and far_colors.shape == with_far.shape
+    centre = np.stack([c.center for c in cameras]).mean(0)
+    assert np.linalg.norm(far - centre, axis=1).min() > np.linalg.norm(
+        with_far[:2000] - centre, axis=1).max()
     # random and a capture with one view skip the matching
     ones = initial_points(dataset, cameras, InitOptions(source="random", num_random=50),
                           object_scene, generator, images=images, cache=cache)[0]
