@@ -39,9 +39,13 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
 
-# The benchmarks' extra packages (scikit-image) are installed here only: `make test` never needs them.
+# The benchmarks' extra packages (scikit-image; Debian's colmap, which bench/sfm.py compares
+# `recon process` with) are installed here only: `make test` never needs them.
 bench: setup
 	$(PIP) -e '.[bench]'
+	@command -v colmap >/dev/null || { echo "installing Debian's colmap (for bench/sfm.py)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq colmap >/dev/null \
+		|| echo "colmap could not be installed: bench/sfm.py skips its rows"; }
 	@for b in bench/*.py; do echo "# $$b"; $(PY) $$b || exit 1; done
 
 clean:

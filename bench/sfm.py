@@ -14,7 +14,7 @@ One JSON line per (folder, tool): registered images of all, 3D points, mean repr
 (px), mean track length, the focal length found (px), wall seconds (a tool that builds no model
 registers 0); then one line per folder with
 the ratios recon / colmap of registered images and of seconds (target: registered >= 1, seconds
-<= 1). Both models are read with pycolmap and scored by the same code.
+<= 1) and how many more images recon registered. Both models are read with pycolmap and scored by the same code.
 
     python bench/sfm.py [--folders lund,skull] [--work DIR] [--colmap-args "..."]
 
@@ -152,9 +152,15 @@ def main() -> None:
                   "seconds": round(seconds, 1)}
         emit(colmap)
         emit({"bench": "sfm", "folder": name, "summary": True,
-              "registered_ratio": round(recon["registered"] / max(colmap["registered"], 1), 3),
-              "seconds_ratio": round(recon["seconds"] / colmap["seconds"], 3),
-              "points_ratio": round(recon["points"] / max(colmap["points"], 1), 3)})
+              "registered_more": recon["registered"] - colmap["registered"],
+              "registered_ratio": ratio(recon["registered"], colmap["registered"]),
+              "seconds_ratio": ratio(recon["seconds"], colmap["seconds"]),
+              "points_ratio": ratio(recon["points"], colmap["points"])})
+
+
+def ratio(a: float, b: float) -> float | None:
+    """a / b, or None when b is 0 (COLMAP built nothing)."""
+    return round(a / b, 3) if b else None
 
 
 if __name__ == "__main__":
