@@ -7,7 +7,8 @@ Set: Skull - Cameramoves - Flash - No Background" by alansartlog, CC BY 4.0) it 
 once with ``recon process``, then fits each variant for --steps steps at --downscale, keeping a
 checkpoint at every step of --eval-at, and scores each of those with ``recon eval`` on the test
 split (every 8th photo). One JSON line per (folder, variant, step): test PSNR / SSIM, "holes"
-(the fraction of test pixels the model leaves less than half covered), the PSNR after per-image
+(the fraction of test pixels the model leaves less than half covered), "floaters" (of pixels
+whose surface stands nearer than half the nearest SfM points of the view), the PSNR after per-image
 colour matching for --appearance runs, primitives, and the training seconds up to that step;
 then one line per (folder, variant) against ``base`` at the last step.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -73,9 +75,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     eval_at = [int(s) for s in args.eval_at.split(",")]
-    every = min(eval_at)
-    if any(s % every for s in eval_at) or max(eval_at) > args.steps:
-        sys.exit("--eval-at steps must be multiples of the first and at most --steps")
+    every = math.gcd(*eval_at)  # checkpoints land on every step of --eval-at
+    if max(eval_at) > args.steps:
+        sys.exit("--eval-at steps must be at most --steps")
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     work_root = args.work or Path(tempfile.mkdtemp(prefix="recon-bench-photos-"))
@@ -98,6 +100,7 @@ def main() -> None:
                 record = {"bench": "photos", "folder": name, "variant": variant, "step": step,
                           "psnr": round(scored["psnr"], 3), "ssim": round(scored["ssim"], 4),
                           "holes": round(scored.get("holes", 0.0), 5),
+                          "floaters": round(scored.get("floaters", 0.0), 5),
                           "num_primitives": scored["num_primitives"],
                           "train_s": train_seconds(run, step), "downscale": args.downscale,
                           "test_images": len(scored["per_image"])}
@@ -112,7 +115,8 @@ def main() -> None:
                       "step": record["step"],
                       "psnr_gain": round(record["psnr"] - base["psnr"], 3),
                       "ssim_gain": round(record["ssim"] - base["ssim"], 4),
-                      "holes": record["holes"], "holes_base": base["holes"]})
+                      "holes": record["holes"], "holes_base": base["holes"],
+                      "floaters": record["floaters"], "floaters_base": base["floaters"]})
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
     colors = run.model.colors(params, run.sh_degree)
     bg = torch.tensor([1.0 if background == "white" else 0.0] * 3, device=device)
 
+    points = None if dataset.points is None or not len(dataset.points) else dataset.points
     renders = run_dir / RENDERS_DIR
     renders.mkdir(parents=True, exist_ok=True)
     for old in renders.glob("test_*.png"):
@@ -69,7 +70,8 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
     per_image = []
     for i in test:
         with torch.no_grad():
-            drawn = draw(params, dataset.cameras[i], colors, run.sh_degree, bg, absgrad=False)
+            drawn = draw(params, dataset.cameras[i], colors, run.sh_degree, bg, absgrad=False,
+                         depth=points is not None)
         pred = drawn.features.clamp(0.0, 1.0)
         image = dataset.image(i)
         gt = _ground_truth(image, background, device)
@@ -88,6 +90,10 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
             per_image[-1]["masked_psnr"] = float(masked_psnr(pred, gt, inside))
         else:  # a photo is opaque everywhere: where the model is not, the background shows
             per_image[-1]["holes"] = float((drawn.alpha < 0.5).float().mean())
+        if points is not None:
+            floaters = floater_fraction(drawn.median_depth, dataset.cameras[i], points)
+            if floaters is not None:
+                per_image[-1]["floaters"] = floaters
     result = {
         "step": run.step,
         "model": run.model.name,
@@ -100,10 +106,26 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
         result["corrected_psnr"] = float(np.mean([r["corrected_psnr"] for r in per_image]))
     if all("masked_psnr" in r for r in per_image):
         result["masked_psnr"] = float(np.nanmean([r["masked_psnr"] for r in per_image]))
-    if all("holes" in r for r in per_image):
-        result["holes"] = float(np.mean([r["holes"] for r in per_image]))
+    for key in ("holes", "floaters"):
+        if all(key in r for r in per_image):
+            result[key] = float(np.mean([r[key] for r in per_image]))
     out_file.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def floater_fraction(median_depth: torch.Tensor, camera, points: np.ndarray,
+                     percentile: float = 1.0, margin: float = 0.5) -> float | None:
+    """The fraction of a view's pixels whose median depth (the surface the render shows, 0 where
+    nothing is drawn) lies nearer than ``margin`` x the ``percentile``-th depth of the sparse
+    ``points`` the view sees: what stands in front of everything SfM found there (floaters).
+    None when the view sees fewer than 20 points."""
+    uv, z = camera.project(points)
+    seen = (z > 0) & (uv >= 0).all(1) & (uv[:, 0] < camera.width) & (uv[:, 1] < camera.height)
+    if seen.sum() < 20:
+        return None
+    nearest = float(np.percentile(z[seen], percentile))
+    shown = median_depth > 0
+    return float((shown & (median_depth < margin * nearest)).float().mean())
 
 
 def _ground_truth(image: np.ndarray, background: str, device) -> torch.Tensor:

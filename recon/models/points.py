@@ -36,6 +36,7 @@ def initial_points(dataset, cameras, init, data_path, generator: torch.Generator
 
 
 def _scene_points(dataset, cameras, init, data_path, generator, images, cache):
+    """What :func:`initial_points` starts the scene from, before any far layer."""
     has_points = dataset.points is not None and len(dataset.points) > 0
     if init.source == "sfm" and not has_points:
         raise DatasetError(f"--init.source sfm, but the dataset at {data_path} has no sparse "
@@ -109,8 +110,8 @@ def _pixel_samples(cameras, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     inside = np.zeros((len(points), len(cameras)), dtype=bool)
     for j, camera in enumerate(cameras):
         uv, z = camera.project(points)
-        ok = (z > 0) & np.isfinite(uv).all(1)
-        ok &= (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
+        ok = (z > 0) & np.isfinite(uv).all(1) & (uv >= 0).all(1)
+        ok &= (uv[:, 0] < camera.width) & (uv[:, 1] < camera.height)
         pixels[ok, j] = np.floor(uv[ok])
         inside[:, j] = ok
     return pixels, inside
@@ -189,5 +190,5 @@ def viewed_region(cameras) -> tuple[np.ndarray, float]:
     return center, float(np.median(depths * tan_half))
 
 
-__all__ = ["MIN_TRIANGULATED", "far_points", "fibonacci_sphere", "initial_points", "mean_neighbour_distance", "random_points",
-           "triangulated", "viewed_region"]
+__all__ = ["MIN_TRIANGULATED", "far_points", "fibonacci_sphere", "initial_points",
+           "mean_neighbour_distance", "random_points", "triangulated", "viewed_region"]

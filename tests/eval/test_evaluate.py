@@ -140,6 +140,24 @@ def test_evaluate_run_counts_holes_in_opaque_photos(tmp_path, scene):
     assert 0.05 < saved["holes"] < 0.95
 
 
+def test_floater_fraction_counts_what_stands_before_every_sparse_point():
+    from recon.cameras import Camera
+    from recon.eval.evaluate import floater_fraction
+
+    camera = Camera(10, 10, 10.0, 10.0, 5.0, 5.0, np.eye(4))  # at the origin, looking down +z
+    rng = np.random.default_rng(0)
+    # 200 points the view sees at depths 4..8 (1st percentile ~4.04), 50 behind it.
+    seen = np.column_stack([rng.uniform(-1, 1, (200, 2)), rng.uniform(4, 8, 200)])
+    points = np.concatenate([seen, seen * [1, 1, -1]])
+    depth = torch.full((10, 10), 6.0)
+    depth[0, :5] = 1.0       # floaters: nearer than half the nearest points (2.02)
+    depth[1, :5] = 3.0       # nearer than the points, but within the margin
+    depth[2, :] = 0.0        # nothing drawn: a hole, not a floater
+    assert floater_fraction(depth, camera, points) == pytest.approx(5 / 100)
+    assert floater_fraction(depth, camera, points, margin=0.9) == pytest.approx(10 / 100)
+    assert floater_fraction(depth, camera, points[:10]) is None  # too few points to judge
+
+
 def test_evaluate_run_refuses_to_overwrite(tmp_path, scene):
     run, _ = make_run(tmp_path, scene)
     first = evaluate_run(run)
