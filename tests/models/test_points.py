@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from recon.cameras import Camera, look_at
-from recon.models.points import (far_points, fibonacci_sphere, mean_neighbour_distance,
+from recon.models.points import (HORIZON_MARGIN, far_points, fibonacci_sphere, mean_neighbour_distance,
                                   random_points, viewed_region)
 
 
@@ -95,11 +95,24 @@ def test_far_points_cover_what_the_cameras_see_behind_the_scene():
     # Ahead only: the image corners are 45° off the axis (tan: 0.8 and 0.6), and the cameras
     # stand up to 0.5 from the centre.
     assert (points[:, 0] - center[0]).min() > 5.0 * math.cos(math.radians(45)) - 0.5 - 1e-6
-    # Rows 23 and 24 straddle the horizon; points clearly above or below it take sky or road.
+    # The cameras agree that +z is up: the dome above the horizon (less the margin) is kept.
     height = points[:, 2] - center[2]
+    assert height.min() > -HORIZON_MARGIN * 5.0 - 1e-6
+    # Rows 23 and 24 straddle the horizon; points clearly above or below it take sky or road.
     assert np.allclose(colors[height > 0.2], 200 / 255, atol=1e-6)
     assert np.allclose(colors[height < -0.2], 50 / 255, atol=1e-6)
-    assert (height > 0.2).sum() > 100 and (height < -0.2).sum() > 100
+    assert (height > 0.2).sum() > 100 and (height < -0.2).sum() > 10
+
+
+def test_far_points_cover_the_whole_view_of_cameras_that_roll():
+    # Cameras turned about their axis by 0°, 90°, 180° and 270° agree on no up: the full sphere.
+    roll = [np.array([[np.cos(a), -np.sin(a), 0, 0], [np.sin(a), np.cos(a), 0, 0],
+                      [0, 0, 1, 0], [0, 0, 0, 1]]) for a in np.radians([0, 90, 180, 270])]
+    cams = [Camera(64, 48, 40.0, 40.0, 32.0, 24.0, r @ street_cameras(1)[0].world_to_camera)
+            for r in roll]
+    points, _ = far_points(cams, [np.zeros((48, 64, 3), np.uint8)] * 4, 300, 10.0,
+                           np.zeros((0, 3)))
+    assert (points[:, 2] < -1.0).sum() > 30  # well below the horizon too
 
 
 def test_far_points_lie_behind_the_scene_points():
