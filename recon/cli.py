@@ -134,11 +134,14 @@ class Eval:
         noun = model_class(result["model"]).noun
         print(f"step {result['step']}: test PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} "
               f"over {len(result['per_image'])} images, {result['num_primitives']} {noun}")
-        if "corrected_psnr" in result:
-            print(f"after each photo's colour transform (--appearance): PSNR "
-                  f"{result['corrected_psnr']:.2f} dB")
+        print(f"colour-matched to each photo (exposure, white balance; the measure of "
+              f"--appearance runs): PSNR {result['corrected_psnr']:.2f} dB")
         if "masked_psnr" in result:
             print(f"object only (masked): PSNR {result['masked_psnr']:.2f} dB")
+        if "holes" in result:
+            print(f"holes (pixels less than half covered): {result['holes']:.2%}")
+        if "floaters" in result:
+            print(f"floaters (pixels nearer than the view's SfM points): {result['floaters']:.2%}")
         print(f"Wrote {Path(self.run) / 'eval.json'} and {report}")
 
 

@@ -1,13 +1,20 @@
 """`recon eval RUN`: render the test split of a fitted run and score it with PSNR and SSIM.
 
-Writes ``RUN/eval.json`` ({"step", "model", "num_primitives", "psnr", "ssim", "per_image":
-[...]}, the means being over the test images, plus "masked_psnr" when the test images have alpha
-or masks: the PSNR over the object's pixels (alpha at least 0.5) alone, as DTU evaluations
-report it, and "corrected_psnr" for runs fitted with ``--appearance``: the PSNR after the affine
-colour transform that best maps each render onto its photo (recon.train.appearance); runs
-evaluated before models existed wrote
-"num_gaussians") and ``RUN/renders/test_XXXX.png`` (render | ground truth side
-by side, XXXX = the image's index in the dataset).
+Writes ``RUN/eval.json`` ({"step", "model", "num_primitives", "psnr", "ssim", "corrected_psnr",
+"per_image": [...]}, the means being over the test images; runs evaluated before models existed
+wrote "num_gaussians") and ``RUN/renders/test_XXXX.png`` (render | ground truth side by side,
+XXXX = the image's index in the dataset). Beside PSNR and SSIM:
+
+- "corrected_psnr": the PSNR after the affine colour transform that best maps each render onto
+  its photo (recon.train.appearance): the protocol for runs fitted with ``--appearance``, whose
+  test photos have no transform of their own, and for others what an exposure change costs;
+- "masked_psnr", when the test images have alpha or masks: the PSNR over the object's pixels
+  (alpha at least 0.5) alone, as DTU evaluations report it;
+- "holes", when they have neither: the fraction of pixels the model leaves less than half covered
+  (a photo is opaque everywhere, so these show the background colour instead of the scene);
+- "floaters", when the dataset has sparse points: the fraction of pixels whose median depth lies
+  nearer than half the 1st-percentile depth of the points the view sees (something in front of
+  everything SfM found there).
 
 The test images are seen exactly as in training: the run is opened with ``recon.run.load_run``
 (the same resolution and normalised frame), images with alpha are composited over the run's
@@ -82,9 +89,10 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
             "psnr": float(psnr(pred, gt)), "ssim": float(ssim(pred, gt)),
             "render": png.relative_to(run_dir).as_posix(),
         })
-        if run.config.appearance:  # scored as the photo's exposure would show it, too
-            matched = colour_matched(pred, gt).clamp(0.0, 1.0)
-            per_image[-1]["corrected_psnr"] = float(psnr(matched, gt))
+        # Scored as the photo's exposure and white balance would show it, too: the measure of a
+        # run fitted with --appearance, and what a run without it would gain from one.
+        matched = colour_matched(pred, gt).clamp(0.0, 1.0)
+        per_image[-1]["corrected_psnr"] = float(psnr(matched, gt))
         if image.shape[-1] in (2, 4):  # alpha or a mask: the object's pixels alone too
             inside = torch.from_numpy(image[..., -1] >= 128).to(device)
             per_image[-1]["masked_psnr"] = float(masked_psnr(pred, gt, inside))
@@ -102,8 +110,7 @@ def evaluate_run(run_dir: Path, step: int | None = None, backend: str = "auto",
         "ssim": float(np.mean([r["ssim"] for r in per_image])),
         "per_image": per_image,
     }
-    if run.config.appearance:
-        result["corrected_psnr"] = float(np.mean([r["corrected_psnr"] for r in per_image]))
+    result["corrected_psnr"] = float(np.mean([r["corrected_psnr"] for r in per_image]))
     if all("masked_psnr" in r for r in per_image):
         result["masked_psnr"] = float(np.nanmean([r["masked_psnr"] for r in per_image]))
     for key in ("holes", "floaters"):

@@ -57,6 +57,10 @@ def write_report(run_dir: Path, force: bool = False) -> Path:
         rows.insert(-2, ("Test PSNR, colour-matched", f"{evaluation['corrected_psnr']:.2f} dB"))
     if "masked_psnr" in evaluation:
         rows.insert(-2, ("Test PSNR, object only", f"{evaluation['masked_psnr']:.2f} dB"))
+    for key, label in (("holes", "Holes (test pixels < ½ covered)"),
+                       ("floaters", "Floaters (test pixels before the SfM points)")):
+        if key in evaluation:
+            rows.insert(-1, (label, f"{evaluation[key]:.2%}"))
     if metrics and "elapsed" in metrics[-1]:
         rows.append(("Training time", _duration(float(metrics[-1]["elapsed"]))))
     lines = [f"# recon report: {run_dir.resolve().name}", "", "| | |", "|---|---|"]

@@ -78,7 +78,7 @@ def test_evaluate_run_scores_the_test_split(tmp_path, scene, background):
     saved = json.loads((run / "eval.json").read_text())
     assert saved == result
     assert set(saved) == {"step", "model", "num_primitives", "psnr", "ssim", "masked_psnr",
-                          "per_image"}
+                          "corrected_psnr", "per_image"}
     assert saved["step"] == STEP and saved["num_primitives"] == N
     assert saved["model"] == "gaussians"
     dataset = made["dataset"]
