@@ -5,11 +5,13 @@
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/library.h>
 
 #include "bindings.h"
+#include "include/loss.h"
 #include "include/rasterize.h"
 #include "include/sh.h"
 
@@ -320,6 +322,64 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_bwd_cpu(
   return {v_params, v_opacities, v_features, abs_params};
 }
 
+// image, target: [P, H, W] planes of one dtype, H and W at least one SSIM window.
+void check_loss_inputs(const at::Tensor& image, const at::Tensor& target) {
+  TORCH_CHECK(image.dim() == 3 && image.sizes() == target.sizes(),
+              "recon photometric loss: image and target must be [P, H, W] of one shape, got ",
+              image.sizes(), " and ", target.sizes());
+  TORCH_CHECK(image.size(1) >= SSIM_TAPS && image.size(2) >= SSIM_TAPS,
+              "recon photometric loss: images must be at least ", SSIM_TAPS, "x", SSIM_TAPS,
+              " pixels (one SSIM window), got ", image.size(2), "x", image.size(1));
+  TORCH_CHECK((image.scalar_type() == at::kFloat || image.scalar_type() == at::kDouble) &&
+                  target.scalar_type() == image.scalar_type(),
+              "recon photometric loss: image and target must be float32 or float64 of one dtype");
+  TORCH_CHECK(image.is_contiguous() && target.is_contiguous(),
+              "recon photometric loss: image and target must be contiguous");
+}
+
+// (1 - λ)·mean|x - y| + λ·(1 - mean SSIM), and the SSIM partials backward needs.
+std::tuple<at::Tensor, at::Tensor> photometric_loss_fwd_cpu(const at::Tensor& image,
+                                                            const at::Tensor& target,
+                                                            double ssim_lambda) {
+  check_loss_inputs(image, target);
+  const int64_t P = image.size(0), H = image.size(1), W = image.size(2);
+  const int64_t Ho = H - 2 * SSIM_RADIUS, Wo = W - 2 * SSIM_RADIUS;
+  at::Tensor partials = at::empty({3, P, Ho, Wo}, image.options());
+  double sums[2];
+  AT_DISPATCH_FLOATING_TYPES(image.scalar_type(), "recon::photometric_loss_fwd", [&] {
+    cpu::photometric_loss_forward<scalar_t>(static_cast<int>(P), static_cast<int>(H),
+                                            static_cast<int>(W), image.data_ptr<scalar_t>(),
+                                            target.data_ptr<scalar_t>(),
+                                            partials.data_ptr<scalar_t>(), sums);
+  });
+  const double l1 = sums[0] / static_cast<double>(P * H * W);
+  const double d_ssim = 1.0 - sums[1] / static_cast<double>(P * Ho * Wo);
+  return {at::scalar_tensor(l1 + ssim_lambda * (d_ssim - l1), image.options()), partials};
+}
+
+at::Tensor photometric_loss_bwd_cpu(const at::Tensor& image, const at::Tensor& target,
+                                    const at::Tensor& partials, double ssim_lambda,
+                                    const at::Tensor& v_loss) {
+  check_loss_inputs(image, target);
+  const int64_t P = image.size(0), H = image.size(1), W = image.size(2);
+  const int64_t Ho = H - 2 * SSIM_RADIUS, Wo = W - 2 * SSIM_RADIUS;
+  TORCH_CHECK(partials.sizes() == at::IntArrayRef({3, P, Ho, Wo}) && partials.is_contiguous() &&
+                  partials.scalar_type() == image.scalar_type(),
+              "recon photometric loss: partials must be the forward's [3, P, H-10, W-10]");
+  TORCH_CHECK(v_loss.numel() == 1, "recon photometric loss: v_loss must be a scalar");
+  const double g = v_loss.item<double>();
+  at::Tensor v_image = at::empty_like(image);
+  AT_DISPATCH_FLOATING_TYPES(image.scalar_type(), "recon::photometric_loss_bwd", [&] {
+    cpu::photometric_loss_backward<scalar_t>(
+        static_cast<int>(P), static_cast<int>(H), static_cast<int>(W),
+        image.data_ptr<scalar_t>(), target.data_ptr<scalar_t>(), partials.data_ptr<scalar_t>(),
+        static_cast<scalar_t>(-ssim_lambda * g / static_cast<double>(P * Ho * Wo)),
+        static_cast<scalar_t>((1.0 - ssim_lambda) * g / static_cast<double>(P * H * W)),
+        v_image.data_ptr<scalar_t>());
+  });
+  return v_image;
+}
+
 at::Tensor sh_fwd_cpu(int64_t degree, const at::Tensor& dirs, const at::Tensor& coeffs) {
   const ShSizes s = check_sh_inputs(degree, dirs, coeffs);
   at::Tensor colors = at::empty({s.B, s.N, s.C}, dirs.options());
@@ -427,6 +487,12 @@ TORCH_LIBRARY(recon, m) {
       "Tensor tile_ranges, int kind, int width, int height, int tile_size, Tensor final_T, "
       "Tensor last_idx, Tensor v_out, Tensor v_alpha, bool absgrad) "
       "-> (Tensor v_params, Tensor v_opacities, Tensor v_features, Tensor absgrad_params)");
+  // The trainer's (1 - λ)·L1 + λ·(1 - SSIM) on [P, H, W] planes (recon.train.losses is the
+  // reference); partials [3, P, H-10, W-10] are the SSIM window derivatives backward reuses.
+  m.def("photometric_loss_fwd(Tensor image, Tensor target, float ssim_lambda) "
+        "-> (Tensor loss, Tensor partials)");
+  m.def("photometric_loss_bwd(Tensor image, Tensor target, Tensor partials, float ssim_lambda, "
+        "Tensor v_loss) -> Tensor v_image");
   m.def("sh_fwd(int degree, Tensor dirs, Tensor coeffs) -> Tensor colors");
   m.def("sh_bwd(int degree, Tensor dirs, Tensor coeffs, Tensor v_colors) "
         "-> (Tensor v_dirs, Tensor v_coeffs)");
@@ -464,6 +530,8 @@ TORCH_LIBRARY(recon, m) {
 TORCH_LIBRARY_IMPL(recon, CPU, m) {
   m.impl("rasterize_fwd", &recon::rasterize_fwd_cpu);
   m.impl("rasterize_bwd", &recon::rasterize_bwd_cpu);
+  m.impl("photometric_loss_fwd", &recon::photometric_loss_fwd_cpu);
+  m.impl("photometric_loss_bwd", &recon::photometric_loss_bwd_cpu);
   m.impl("sh_fwd", &recon::sh_fwd_cpu);
   m.impl("sh_bwd", &recon::sh_bwd_cpu);
   m.impl("bin_tiles", &recon::bin_tiles_cpu);

@@ -12,8 +12,20 @@ def photometric_loss(image: Tensor, target: Tensor, ssim_lambda: float) -> Tenso
     """(1 - λ)·L1 + λ·(1 - SSIM) between [C, H, W] images (3DGS / gsplat, λ = 0.2).
 
     SSIM uses 'valid' windows, like gsplat's fused-SSIM loss; images smaller than the window
-    fall back to zero padding.
+    fall back to zero padding. On the CPU the native fused op computes it (the same values to
+    float rounding, about 3x faster forward + backward at 100² to 400²); elsewhere, and for a target that needs
+    a gradient, the torch expression :func:`photometric_loss_torch`.
     """
+    if (image.device.type == "cpu" and ssim_lambda != 0.0 and min(image.shape[-2:]) >= 11
+            and image.dtype in (torch.float32, torch.float64) and not target.requires_grad):
+        from recon._ops.loss import fused_photometric_loss
+
+        return fused_photometric_loss(image, target, ssim_lambda)
+    return photometric_loss_torch(image, target, ssim_lambda)
+
+
+def photometric_loss_torch(image: Tensor, target: Tensor, ssim_lambda: float) -> Tensor:
+    """The torch expression of :func:`photometric_loss` (the native op's reference)."""
     l1 = (image - target).abs().mean()
     if ssim_lambda == 0.0:
         return l1
@@ -22,4 +34,4 @@ def photometric_loss(image: Tensor, target: Tensor, ssim_lambda: float) -> Tenso
     return torch.lerp(l1, d_ssim, ssim_lambda)
 
 
-__all__ = ["photometric_loss"]
+__all__ = ["photometric_loss", "photometric_loss_torch"]
