@@ -17,8 +17,10 @@ components, open boundary edges); --opaque-finish F and --reg connectivity set t
                         [--reference]
 
 --profile: per-stage time of a training step (data, render = project + SH + binning +
-rasterize, loss, backward = rasterize/SH backward + autograd, optimizer, strategy) on copies of the
-run when it first holds >= 20k and >= 50k Gaussians (copies, so the timed run is unaffected).
+rasterize, loss, backward = rasterize/SH backward + autograd, optimizer, strategy), the time of
+every native op, and the step's ratio to their sum (``step_over_native``), on copies of the run
+when it first holds >= 20k and >= 50k Gaussians and at its last step (copies, so the timed run is
+unaffected).
 
 --reference: also train the CPU reference the targets come from: gsplat's pure-torch projection
 and SH (``gsplat.cuda._torch_impl``), recon's binning, tile-padded torch compositing (the peer of
@@ -100,10 +102,10 @@ def run_recon(args, model: str, strategy: str, workdir: Path) -> dict:
               "psnr": round(p, 3), "ssim": round(s, 4), "num_primitives": n})
         if reached is None and p >= args.target:
             reached = (trainer.step, trainer.elapsed)
-        for count in PROFILE_AT:
-            if args.profile and n >= count and count not in profiled:
-                profiled.add(count)
-                emit(profile_copy(trainer, strategy, workdir))
+        due = [c for c in PROFILE_AT if n >= c and c not in profiled]
+        if args.profile and (due or trainer.step >= args.steps):
+            profiled.update(due)
+            emit(profile_copy(trainer, strategy, workdir))
     if model == "triangles":
         emit(soup_as_mesh(trainer, p))
     return {"bench": "fit_summary", "impl": "recon", "backend": args.backend, "model": model,
@@ -168,20 +170,19 @@ def profile_copy(trainer, strategy: str, workdir: Path, steps: int = 20) -> dict
 
     stages = {k: ms(f"train.{k}") for k in
               ("data", "render", "loss", "backward", "optimizer", "strategy")}
-    native = {"rasterize_fwd": ms("recon::rasterize_fwd", True),
-              "rasterize_bwd": ms("recon::rasterize_bwd", True),
-              "sh_fwd": ms("recon::sh_fwd", True), "sh_bwd": ms("recon::sh_bwd", True),
-              "sort": ms("aten::sort", True)}
+    # Every native op (recon::*: projection, binning, rasterizer, SH, loss) by its own time.
+    native = {key.removeprefix("recon::"): ms(key, True) for key in sorted(totals)
+              if key.startswith("recon::")}
+    native_total = sum(native.values())
     shutil.rmtree(copy_dir, ignore_errors=True)
     return {"bench": "fit_profile", "strategy": strategy, "step": copy.step - 2 * steps - 1,
             "num_primitives": copy.count, "sh_degree": copy.sh_degree,
+            "width": copy.cameras[0].width, "height": copy.cameras[0].height,
             "sec_per_step": round(plain, 4), "threads": torch.get_num_threads(),
             "stages_ms": {k: round(v, 2) for k, v in stages.items()},
             "native_ms": {k: round(v, 2) for k, v in native.items()},
-            "render_other_ms": round(stages["render"] - native["rasterize_fwd"]
-                                     - native["sh_fwd"] - native["sort"], 2),
-            "backward_other_ms": round(stages["backward"] - native["rasterize_bwd"]
-                                       - native["sh_bwd"], 2)}
+            "native_total_ms": round(native_total, 2),
+            "step_over_native": round(1000.0 * plain / native_total, 2) if native_total else None}
 
 
 # -- the CPU reference (gsplat's torch functions + torch compositing + gsplat DefaultStrategy) --

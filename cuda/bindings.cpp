@@ -12,6 +12,7 @@
 
 #include "bindings.h"
 #include "include/loss.h"
+#include "include/noise.h"
 #include "include/rasterize.h"
 #include "include/sh.h"
 
@@ -380,6 +381,30 @@ at::Tensor photometric_loss_bwd_cpu(const at::Tensor& image, const at::Tensor& t
   return v_image;
 }
 
+at::Tensor gaussian_noise_cpu(const at::Tensor& quats, const at::Tensor& log_scales,
+                              const at::Tensor& opacity_logits, const at::Tensor& eta,
+                              double scale) {
+  const int64_t N = quats.size(0);
+  TORCH_CHECK(quats.dim() == 2 && quats.size(1) == 4 && log_scales.sizes() == eta.sizes() &&
+                  eta.dim() == 2 && eta.size(0) == N && eta.size(1) == 3 &&
+                  opacity_logits.numel() == N,
+              "recon gaussian noise: quats [N, 4], log_scales [N, 3], opacity_logits [N] and "
+              "eta [N, 3] expected, got ", quats.sizes(), ", ", log_scales.sizes(), ", ",
+              opacity_logits.sizes(), ", ", eta.sizes());
+  for (const at::Tensor* t : {&log_scales, &opacity_logits, &eta})
+    TORCH_CHECK(t->scalar_type() == quats.scalar_type() && t->is_contiguous(),
+                "recon gaussian noise: every input must be contiguous, of the quats' dtype");
+  TORCH_CHECK(quats.is_contiguous(), "recon gaussian noise: quats must be contiguous");
+  at::Tensor noise = at::empty_like(eta);
+  AT_DISPATCH_FLOATING_TYPES(quats.scalar_type(), "recon::gaussian_noise", [&] {
+    cpu::gaussian_noise<scalar_t>(static_cast<int>(N), quats.data_ptr<scalar_t>(),
+                                  log_scales.data_ptr<scalar_t>(),
+                                  opacity_logits.data_ptr<scalar_t>(), eta.data_ptr<scalar_t>(),
+                                  static_cast<scalar_t>(scale), noise.data_ptr<scalar_t>());
+  });
+  return noise;
+}
+
 at::Tensor sh_fwd_cpu(int64_t degree, const at::Tensor& dirs, const at::Tensor& coeffs) {
   const ShSizes s = check_sh_inputs(degree, dirs, coeffs);
   at::Tensor colors = at::empty({s.B, s.N, s.C}, dirs.options());
@@ -493,6 +518,10 @@ TORCH_LIBRARY(recon, m) {
         "-> (Tensor loss, Tensor partials)");
   m.def("photometric_loss_bwd(Tensor image, Tensor target, Tensor partials, float ssim_lambda, "
         "Tensor v_loss) -> Tensor v_image");
+  // 3DGS-MCMC's covariance-shaped, opacity-gated position noise of Gaussians (the torch
+  // reference: recon.models.gaussians.GaussianModel.position_noise); eta [N, 3] ~ N(0, I).
+  m.def("gaussian_noise(Tensor quats, Tensor log_scales, Tensor opacity_logits, Tensor eta, "
+        "float scale) -> Tensor noise");
   m.def("sh_fwd(int degree, Tensor dirs, Tensor coeffs) -> Tensor colors");
   m.def("sh_bwd(int degree, Tensor dirs, Tensor coeffs, Tensor v_colors) "
         "-> (Tensor v_dirs, Tensor v_coeffs)");
@@ -532,6 +561,7 @@ TORCH_LIBRARY_IMPL(recon, CPU, m) {
   m.impl("rasterize_bwd", &recon::rasterize_bwd_cpu);
   m.impl("photometric_loss_fwd", &recon::photometric_loss_fwd_cpu);
   m.impl("photometric_loss_bwd", &recon::photometric_loss_bwd_cpu);
+  m.impl("gaussian_noise", &recon::gaussian_noise_cpu);
   m.impl("sh_fwd", &recon::sh_fwd_cpu);
   m.impl("sh_bwd", &recon::sh_bwd_cpu);
   m.impl("bin_tiles", &recon::bin_tiles_cpu);

@@ -82,4 +82,18 @@ HOST_DEVICE double log_of(double x) { return log(x); }
 HOST_DEVICE float sqrt_of(float x) { return sqrtf(x); }
 HOST_DEVICE double sqrt_of(double x) { return sqrt(x); }
 
+// Row-major rotation matrix of a unit quaternion (w, x, y, z).
+template <typename T>
+HOST_DEVICE void rotation_of_unit_quat(T w, T x, T y, T z, T* R) {
+  R[0] = T(1) - T(2) * (y * y + z * z);
+  R[1] = T(2) * (x * y - w * z);
+  R[2] = T(2) * (x * z + w * y);
+  R[3] = T(2) * (x * y + w * z);
+  R[4] = T(1) - T(2) * (x * x + z * z);
+  R[5] = T(2) * (y * z - w * x);
+  R[6] = T(2) * (x * z - w * y);
+  R[7] = T(2) * (y * z + w * x);
+  R[8] = T(1) - T(2) * (x * x + y * y);
+}
+
 }  // namespace recon

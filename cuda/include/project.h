@@ -67,10 +67,8 @@ HOST_DEVICE Projected<T> project_one(const ProjectOptions& o, const T* means,
   P.q_norm = sqrt_of(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
   const T inv = T(1) / max_of(P.q_norm, T(NORMALIZE_EPS));
   for (int i = 0; i < 4; ++i) P.qn[i] = q[i] * inv;
-  const T w = P.qn[0], x = P.qn[1], y = P.qn[2], z = P.qn[3];
-  const T R[9] = {T(1) - T(2) * (y * y + z * z), T(2) * (x * y - w * z), T(2) * (x * z + w * y),
-                  T(2) * (x * y + w * z), T(1) - T(2) * (x * x + z * z), T(2) * (y * z - w * x),
-                  T(2) * (x * z - w * y), T(2) * (y * z + w * x), T(1) - T(2) * (x * x + y * y)};
+  T R[9];
+  rotation_of_unit_quat(P.qn[0], P.qn[1], P.qn[2], P.qn[3], R);
   const T* V = viewmats + 16 * static_cast<size_t>(b);
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j) P.Rv[3 * i + j] = V[4 * i + j];

@@ -34,6 +34,7 @@ PARAMETER_NAMES = ("means", "quats", "scales", "opacities", "sh0", "shN")
 SPLIT_CHILDREN = 2
 SPLIT_SCALE_DIVISOR = 1.6  # 3DGS: children's scales are the parent's / (0.8 · SPLIT_CHILDREN)
 
+# cuda/include/noise.h mirrors these two.
 NOISE_GATE_SHARPNESS = 100.0  # k of the SGLD opacity gate σ(−k (o − t))
 NOISE_GATE_OPACITY = 0.005    # t: splats well above this opacity get (almost) no noise
 
@@ -144,14 +145,23 @@ class GaussianModel(Model):
     def position_noise(self, params, scale, generator=None) -> Tensor:
         """The SGLD position noise Σ·η·scale·σ(−k (o − t)) [N, 3], η ~ N(0, I): shaped by each
         Gaussian's own covariance Σ and gated to vanish for opaque splats (k = 100, t = 0.005;
-        3DGS-MCMC's ``train.py``)."""
-        with torch.no_grad():
-            opacity = torch.sigmoid(params[OPACITY].detach())
-            gate = torch.sigmoid(-NOISE_GATE_SHARPNESS * (opacity - NOISE_GATE_OPACITY))
-            cov = covariances(params["quats"].detach(), params["scales"].detach().exp())
-            eta = torch.randn(params["means"].shape, dtype=params["means"].dtype,
-                              device=params["means"].device, generator=generator)
-            return (cov @ eta[..., None])[..., 0] * (gate * scale)[:, None]
+        3DGS-MCMC's ``train.py``). One native op on the CPU (a few dozen small torch ops cost
+        a sixth of a training step), :func:`position_noise_torch` elsewhere; η is drawn by torch
+        either way, so both consume the generator alike."""
+        means = params["means"]
+        eta = torch.randn(means.shape, dtype=means.dtype, device=means.device,
+                          generator=generator)
+        if means.device.type == "cpu":
+            from recon._ops.build import NativeBuildError, load_ops
+
+            try:
+                load_ops()
+                return torch.ops.recon.gaussian_noise(
+                    params["quats"].detach().contiguous(), params["scales"].detach().contiguous(),
+                    params[OPACITY].detach().contiguous(), eta, float(scale))
+            except NativeBuildError:
+                pass
+        return position_noise_torch(params, eta, scale)
 
     # -- downstream ---------------------------------------------------------------------------
 
@@ -234,6 +244,16 @@ def relocation_correction(opacities: Tensor, scales: Tensor,
     return new_o.to(opacities.dtype), scales * factor[:, None].to(scales.dtype)
 
 
+
+def position_noise_torch(params, eta: Tensor, scale: float) -> Tensor:
+    """:meth:`GaussianModel.position_noise` for a given η [N, 3] in torch ops (the reference)."""
+    with torch.no_grad():
+        opacity = torch.sigmoid(params[OPACITY].detach())
+        gate = torch.sigmoid(-NOISE_GATE_SHARPNESS * (opacity - NOISE_GATE_OPACITY))
+        cov = covariances(params["quats"].detach(), params["scales"].detach().exp())
+        return (cov @ eta[..., None])[..., 0] * (gate * scale)[:, None]
+
 __all__ = ["GaussianModel", "MAX_COPIES", "NOISE_GATE_OPACITY", "NOISE_GATE_SHARPNESS",
-           "PARAMETER_NAMES", "create_splats", "splat_parameters", "with_centres", "peak_preserving_opacity", "relocation_correction",
+           "PARAMETER_NAMES", "create_splats", "splat_parameters", "with_centres",
+           "peak_preserving_opacity", "position_noise_torch", "relocation_correction",
            "to_gaussians"]
