@@ -2,7 +2,8 @@
 with a CPU path) on nerf_synthetic_lego_200, equal steps, scored by one protocol.
 
     python bench/opensplat.py --opensplat PATH [--steps 300] [--points 20000] [--preset fast]
-                              [--threads N] [--opensplat-args "..."] [--keep DIR]
+                              [--threads N] [--backend cpu] [--opensplat-args="..."]
+                              [--keep DIR]
 
 Without --opensplat it prints one ``skipped`` line and exits 0 (`make bench` runs every script).
 The repository never downloads OpenSplat; build it from source (tested: v1.1.5, commit 15b7e80)
@@ -39,7 +40,16 @@ Both trainers start from the same random points and fit the same 100 training vi
    white, clamped to [0, 1], and scored with recon.metrics' PSNR/SSIM: bench/fit.py's evaluate().
    OpenSplat's .ply is read with recon.models.splat_files.read_ply into recon's normalised frame
    and drawn with all its SH bands (bands not yet active in OpenSplat were never updated, so
-   they are zero and drawing them changes nothing).
+   they are zero and drawing them changes nothing). Checked: with the fix below, OpenSplat's own
+   --val-render image of a view and recon's render of its .ply agree to 8-bit rounding (mean
+   |diff| 0.002 over its background), so the cameras and splats mean the same in both.
+
+OpenSplat v1.1.5's CPU rasterizer (rasterizer/gsplat-cpu/gsplat_cpu.cpp, rasterize_forward_
+tensor_cpu) sorts the Gaussians by ``camDepths.data_ptr()``, but camDepths is a strided view
+(``pProj[..., 2]``), so the sort keys are other Gaussians' NDC x/y/z and its blending order is
+scrambled in training. Scored here in true depth order, as every 3DGS viewer draws them. For a
+binary without the bug, patch that line to read ``camDepths.contiguous()`` (kept alive in a local
+tensor) and rebuild; the rows report the binary they ran.
 
 Timing: recon's sec_per_step is its trainer's training time (no evaluation, no checkpoint) over
 the steps. OpenSplat prints "Step N: loss" after every CPU step; its sec_per_step is the time
@@ -142,7 +152,7 @@ def recon_config(args, out: Path):
     init = dataclasses.replace(base.init, source="random", num_random=args.points)
     return dataclasses.replace(base, data=args.data, out=out, steps=args.steps, quiet=True,
                                force=True, checkpoint_every=10**9, log_every=50, init=init,
-                               seed=args.seed)
+                               seed=args.seed, backend=args.backend)
 
 
 def initial_cloud(trainer) -> tuple[np.ndarray, np.ndarray]:
@@ -163,6 +173,7 @@ def run_opensplat(binary: Path, project: Path, out: Path, steps: int, threads: i
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     log = out / "opensplat.log"
+    (out / "splat.ply").unlink(missing_ok=True)  # a kept folder's last run
     stamps: dict[int, float] = {}
     loss = None
     start = time.perf_counter()
@@ -218,8 +229,11 @@ def main() -> None:
     ap.add_argument("--preset", default="fast", help="recon.train.config.PRESETS entry")
     ap.add_argument("--seed", type=int, default=0, help="recon's seed (and so the points')")
     ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads (both)")
+    ap.add_argument("--backend", default="cpu",
+                    help="recon fit --backend (default cpu: OpenSplat runs with --cpu)")
     ap.add_argument("--opensplat-args", default="",
-                    help="extra OpenSplat options, e.g. \"--sh-degree-interval 200\"")
+                    help="extra OpenSplat options, given with '=': "
+                         "--opensplat-args='--sh-degree-interval 200'")
     ap.add_argument("--keep", type=Path, default=None,
                     help="work folder to keep (the nerfstudio dataset, OpenSplat's .ply and log)")
     args = ap.parse_args()
@@ -261,7 +275,8 @@ def main() -> None:
                 "sec_per_step": round(trainer.elapsed / trainer.step, 4),
                 "psnr": round(p, 3), "ssim": round(s, 4), "num_primitives": trainer.count,
                 "preset": args.preset, "strategy": trainer.config.strategy,
-                "initial_points": len(points), "threads": torch.get_num_threads()}
+                "initial_points": len(points), "backend": args.backend,
+                "threads": torch.get_num_threads()}
         draw, count = render_ply(trainer, theirs["ply"])
         p, s = evaluate(draw, trainer.dataset, trainer.device)
         other = {"bench": "opensplat", "impl": "opensplat", "steps": args.steps,
@@ -270,7 +285,8 @@ def main() -> None:
                  "psnr": round(p, 3), "ssim": round(s, 4), "num_primitives": count,
                  "wall_s": round(theirs["wall_s"], 2), "startup_s": round(theirs["startup_s"], 2),
                  "final_loss": theirs["final_loss"], "initial_points": len(points),
-                 "version": opensplat_version(args.opensplat),
+                 "threads": args.threads or "default",
+                 "version": opensplat_version(args.opensplat), "binary": str(args.opensplat),
                  "args": theirs["command"][4:]}
         emit(ours)
         emit(other)
