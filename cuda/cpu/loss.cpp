@@ -12,6 +12,18 @@
 
 namespace recon {
 namespace cpu {
+namespace {
+
+// Intermediate buffers kept from call to call (per calling thread, grown when needed): a fresh
+// multi-megabyte allocation per step costs more in page faults than the blur itself.
+template <typename T>
+T* scratch(int slot, size_t size) {
+  thread_local std::vector<T> buffers[2];
+  if (buffers[slot].size() < size) buffers[slot].resize(size);
+  return buffers[slot].data();
+}
+
+}  // namespace
 
 template <typename T>
 void photometric_loss_forward(int P, int H, int W, const T* image, const T* target, T* partials,
@@ -22,33 +34,39 @@ void photometric_loss_forward(int P, int H, int W, const T* image, const T* targ
   const long rows = static_cast<long>(P) * H, out_rows = static_cast<long>(P) * Ho;
   const long plane_out = static_cast<long>(Ho) * Wo, stride_out = P * plane_out;
   // x, y, x², y², xy blurred along x: [5, P·H, Wo].
-  std::vector<T> along_x(5 * rows * Wo);
+  T* along_x = scratch<T>(0, 5 * rows * Wo);
   std::vector<double> l1_rows(rows), ssim_rows(out_rows);
 
-#pragma omp parallel for schedule(static)
-  for (long r = 0; r < rows; ++r) {
-    const T* x = image + r * W;
-    const T* y = target + r * W;
-    double l1 = 0.0;
-    for (int c = 0; c < W; ++c) l1 += abs_of(x[c] - y[c]);
-    l1_rows[r] = l1;
-    T* h = along_x.data() + r * Wo;
-    const long k_stride = rows * Wo;
-    for (int c = 0; c < Wo; ++c) {
-      T sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
-      for (int i = 0; i < SSIM_TAPS; ++i) {
-        const T xi = x[c + i], yi = y[c + i], wx = w[i] * xi, wy = w[i] * yi;
-        sx += wx;
-        sy += wy;
-        sxx += wx * xi;
-        syy += wy * yi;
-        sxy += wx * yi;
+#pragma omp parallel
+  {
+    std::vector<T> products(3 * W);  // x², y², xy of one row
+#pragma omp for schedule(static)
+    for (long r = 0; r < rows; ++r) {
+      const T* x = image + r * W;
+      const T* y = target + r * W;
+      T* xx = products.data();
+      T* yy = xx + W;
+      T* xy = yy + W;
+      double l1 = 0.0;
+#pragma omp simd reduction(+ : l1)
+      for (int c = 0; c < W; ++c) {
+        l1 += static_cast<double>(abs_of(x[c] - y[c]));
+        xx[c] = x[c] * x[c];
+        yy[c] = y[c] * y[c];
+        xy[c] = x[c] * y[c];
       }
-      h[c] = sx;
-      h[k_stride + c] = sy;
-      h[2 * k_stride + c] = sxx;
-      h[3 * k_stride + c] = syy;
-      h[4 * k_stride + c] = sxy;
+      l1_rows[r] = l1;
+      // Taps outside, pixels inside: each statistic's row is a vectorisable sum of shifts.
+      const T* sources[5] = {x, y, xx, yy, xy};
+      for (int k = 0; k < 5; ++k) {
+        T* h = along_x + (k * rows + r) * Wo;
+        const T* v = sources[k];
+        for (int c = 0; c < Wo; ++c) {
+          T sum = T(0);
+          for (int i = 0; i < SSIM_TAPS; ++i) sum += w[i] * v[c + i];
+          h[c] = sum;
+        }
+      }
     }
   }
 
@@ -58,25 +76,28 @@ void photometric_loss_forward(int P, int H, int W, const T* image, const T* targ
 #pragma omp for schedule(static)
     for (long r = 0; r < out_rows; ++r) {
       const long p = r / Ho, yo = r % Ho;
-      std::fill(stats.begin(), stats.end(), T(0));
-      for (int j = 0; j < SSIM_TAPS; ++j) {
-        const long source = p * H + yo + j;
-        for (int k = 0; k < 5; ++k) {
-          const T* h = along_x.data() + (k * rows + source) * Wo;
-          T* s = stats.data() + k * Wo;
-          for (int c = 0; c < Wo; ++c) s[c] += w[j] * h[c];
+      for (int k = 0; k < 5; ++k) {
+        const T* h = along_x + (k * rows + p * H + yo) * Wo;  // rows yo .. yo + 10
+        T* s = stats.data() + k * Wo;
+        for (int c = 0; c < Wo; ++c) {
+          T sum = T(0);
+          for (int j = 0; j < SSIM_TAPS; ++j) sum += w[j] * h[j * Wo + c];
+          s[c] = sum;
         }
       }
       T* d = partials + p * plane_out + yo * Wo;
-      double total = 0.0;
+      T* values = stats.data();  // μx's row is read before its slot is overwritten
       for (int c = 0; c < Wo; ++c) {
         const SsimWindow<T> s = ssim_window(stats[c], stats[Wo + c], stats[2 * Wo + c],
                                             stats[3 * Wo + c], stats[4 * Wo + c]);
-        total += s.value;
+        values[c] = s.value;
         d[c] = s.d_mu_x;
         d[stride_out + c] = s.d_xx;
         d[2 * stride_out + c] = s.d_xy;
       }
+      double total = 0.0;
+#pragma omp simd reduction(+ : total)
+      for (int c = 0; c < Wo; ++c) total += static_cast<double>(values[c]);
       ssim_rows[r] = total;
     }
   }
@@ -93,15 +114,18 @@ void photometric_loss_backward(int P, int H, int W, const T* image, const T* tar
   const int Ho = H - 2 * SSIM_RADIUS, Wo = W - 2 * SSIM_RADIUS;
   const long rows = static_cast<long>(P) * H;
   const long plane_out = static_cast<long>(Ho) * Wo, stride_out = P * plane_out;
-  // The partials blurred back along y onto every image row: [3, P·H, Wo].
-  std::vector<T> along_y(3 * rows * Wo);
+  // The partials blurred back along y onto every image row, [3, P·H, Wo + 20]: each row padded
+  // with 10 zeros on both sides, so the blur along x is a plain sum of shifts for every pixel.
+  const long padded = Wo + 4 * SSIM_RADIUS;
+  T* along_y = scratch<T>(1, 3 * rows * padded);
 
 #pragma omp parallel for schedule(static)
   for (long r = 0; r < rows; ++r) {
     const long p = r / H, y = r % H;
     for (int k = 0; k < 3; ++k) {
-      T* out = along_y.data() + (k * rows + r) * Wo;
-      std::fill(out, out + Wo, T(0));
+      T* row = along_y + (k * rows + r) * padded;
+      std::fill(row, row + padded, T(0));
+      T* out = row + 2 * SSIM_RADIUS;
       for (int j = 0; j < SSIM_TAPS; ++j) {
         const long yo = y - j;  // window row yo reads image row yo + j
         if (yo < 0 || yo >= Ho) continue;
@@ -116,12 +140,15 @@ void photometric_loss_backward(int P, int H, int W, const T* image, const T* tar
     std::vector<T> back(3 * W);
 #pragma omp for schedule(static)
     for (long r = 0; r < rows; ++r) {
-      std::fill(back.begin(), back.end(), T(0));
       for (int k = 0; k < 3; ++k) {
-        const T* v = along_y.data() + (k * rows + r) * Wo;
+        // Pixel c gathers window columns c - i, i.e. padded entries c + 10 - i.
+        const T* v = along_y + (k * rows + r) * padded + 2 * SSIM_RADIUS;
         T* b = back.data() + k * W;
-        for (int i = 0; i < SSIM_TAPS; ++i)
-          for (int c = 0; c < Wo; ++c) b[c + i] += w[i] * v[c];
+        for (int c = 0; c < W; ++c) {
+          T sum = T(0);
+          for (int i = 0; i < SSIM_TAPS; ++i) sum += w[i] * v[c - i];
+          b[c] = sum;
+        }
       }
       const T* x = image + r * W;
       const T* y = target + r * W;

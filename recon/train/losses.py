@@ -13,8 +13,9 @@ def photometric_loss(image: Tensor, target: Tensor, ssim_lambda: float) -> Tenso
 
     SSIM uses 'valid' windows, like gsplat's fused-SSIM loss; images smaller than the window
     fall back to zero padding. On the CPU the native fused op computes it (the same values to
-    float rounding, about 3x faster forward + backward at 100² to 400²); elsewhere, and for a target that needs
-    a gradient, the torch expression :func:`photometric_loss_torch`.
+    float rounding; forward + backward 5x faster than the torch expression at 100², 7x at
+    400² on 2 cores); elsewhere, and for a target that needs a gradient, the torch expression
+    :func:`photometric_loss_torch`.
     """
     if (image.device.type == "cpu" and ssim_lambda != 0.0 and min(image.shape[-2:]) >= 11
             and image.dtype in (torch.float32, torch.float64) and not target.requires_grad):
