@@ -7,6 +7,7 @@ function, importing the heavy modules (torch, open3d, pycolmap) only when it run
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -379,7 +380,8 @@ def _run_fit(args: list[str]) -> None:
         run_dir = fit_with_viewer(config)
     else:
         run_dir = fit(config)
-    print(f"Run written to {run_dir}. Next: recon eval {run_dir}  |  recon export {run_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, once
+        print(f"Run written to {run_dir}. Next: recon eval {run_dir}  |  recon export {run_dir}")
 
 
 @dataclass(frozen=True)

@@ -232,14 +232,19 @@ def as_parameters(values: Mapping[str, Tensor], device) -> torch.nn.ParameterDic
 
 
 def create_optimizers(params: torch.nn.ParameterDict, lrs: dict[str, float],
-                      eps: float = 1e-15) -> dict[str, torch.optim.Adam]:
+                      eps: float = 1e-15, batch_size: int = 1) -> dict[str, torch.optim.Adam]:
     """One Adam per parameter (gsplat's convention), so row edits can move each one's state.
 
     The fused implementation updates each tensor in one pass (about 6x faster on the CPU than
-    the default per-op update, which was a sixth of a training step at 50k Gaussians).
+    the default per-op update, which was a sixth of a training step at 50k Gaussians). For
+    batches of B images the betas are 1 - B(1 - β) (gsplat's batch rule: the moments forget at
+    the same rate per image seen); the learning rates' √B is the trainer's.
     """
+    betas = (0.9, 0.999)
+    if batch_size > 1:
+        betas = tuple(max(1.0 - batch_size * (1.0 - b), 0.0) for b in betas)
     return {name: torch.optim.Adam([{"params": [params[name]], "lr": lrs[name], "name": name}],
-                                   eps=eps, fused=True)
+                                   eps=eps, betas=betas, fused=True)
             for name in params.keys()}
 
 

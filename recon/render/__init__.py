@@ -143,7 +143,7 @@ def render(primitives, cameras: Camera | Sequence[Camera], features: Tensor,
         means2d=fp.means2d, radii=fp.radii, visible=visible,
         visibility_count=visible.sum(0).to(torch.int32), max_weight=max_weight,
         absgrad=absgrad_buf)
-    return _squeeze_camera(result) if single else result
+    return squeeze_camera(result) if single else result
 
 
 def _depth_planes(fp, slopes: Tensor | None, width: int, height: int) -> Tensor:
@@ -264,7 +264,7 @@ def _per_camera_vertex_features(features: Tensor, B: int, N: int, V: int) -> Ten
     return f.expand(B, N, V, f.shape[-1])
 
 
-def _squeeze_camera(r: RenderResult) -> RenderResult:
+def squeeze_camera(r: RenderResult) -> RenderResult:
     """Drop the camera axis of the images when a single Camera was given."""
     return RenderResult(
         features=r.features[0], alpha=r.alpha[0], depth=r.depth[0], median_depth=r.median_depth[0],
@@ -273,4 +273,17 @@ def _squeeze_camera(r: RenderResult) -> RenderResult:
         absgrad=r.absgrad)
 
 
-__all__ = ["BACKENDS", "RenderResult", "render"]
+def camera_result(r: RenderResult, b: int) -> RenderResult:
+    """Camera ``b`` of a render over several cameras, shaped as a one-camera render's result
+    (images without the camera axis, per-primitive statistics [1, N, ...]); differentiable views
+    of ``r``, for losses defined per image. Strategies read the batched ``r`` itself (its
+    ``means2d.grad``)."""
+    one = slice(b, b + 1)
+    return RenderResult(
+        features=r.features[b], alpha=r.alpha[b], depth=r.depth[b], median_depth=r.median_depth[b],
+        normals=None if r.normals is None else r.normals[b], means2d=r.means2d[one],
+        radii=r.radii[one], visible=r.visible[one], visibility_count=r.visible[b].to(torch.int32),
+        max_weight=r.max_weight[one], absgrad=None if r.absgrad is None else r.absgrad[one])
+
+
+__all__ = ["BACKENDS", "RenderResult", "camera_result", "render", "squeeze_camera"]

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from recon.cameras import Camera, cameras_to_tensors
 from recon.errors import ReconError
-from recon.render import RenderResult, render
+from recon.render import RenderResult, squeeze_camera, render
 
 
 class BackendError(ReconError):
@@ -21,7 +21,7 @@ class BackendError(ReconError):
 
 
 RenderFn = Callable[..., RenderResult]
-"""(params, camera, colors, sh_degree, background, absgrad, depth=False, normals=False) ->
+"""(params, camera or list of cameras, colors, sh_degree, background, absgrad, depth=False, normals=False) ->
 RenderResult; ``colors`` are the SH coefficients [N, K, 3] of the active bands; ``depth`` asks
 for the expected-depth map (regularizers need it), ``normals`` for the normal map (recon's
 renderer only)."""
@@ -56,7 +56,7 @@ def renderer(backend: str, model) -> RenderFn:
         return _gsplat_renderer(model.primitives, **model.render_options())
     options = model.render_options()
 
-    def draw(params, camera: Camera, colors: Tensor, sh_degree: int, background: Tensor,
+    def draw(params, camera, colors: Tensor, sh_degree: int, background: Tensor,
              absgrad: bool, depth: bool = False, normals: bool = False) -> RenderResult:
         return render(model.primitives(params), camera, colors, background=background,
                       backend=backend, sh_degree=sh_degree, depth=depth, normals=normals,
@@ -68,37 +68,40 @@ def renderer(backend: str, model) -> RenderFn:
 def _gsplat_renderer(primitives, eps2d: float, antialiased: bool) -> RenderFn:
     from gsplat import rasterization
 
-    def draw(params, camera: Camera, colors: Tensor, sh_degree: int, background: Tensor,
+    def draw(params, camera, colors: Tensor, sh_degree: int, background: Tensor,
              absgrad: bool, depth: bool = False, normals: bool = False) -> RenderResult:
         g = primitives(params)  # normals: never asked of Gaussians (no model loss needs them)
         device = g.means.device
-        viewmats, Ks = cameras_to_tensors([camera], device)
+        single = isinstance(camera, Camera)
+        cameras = [camera] if single else list(camera)
+        viewmats, Ks = cameras_to_tensors(cameras, device)
+        B = len(cameras)
         image, alpha, meta = rasterization(
-            g.means, g.quats, g.scales, g.opacities, colors, viewmats, Ks, camera.width,
-            camera.height, eps2d=eps2d, sh_degree=sh_degree, packed=False,
-            backgrounds=background[None], absgrad=absgrad,
+            g.means, g.quats, g.scales, g.opacities, colors, viewmats, Ks, cameras[0].width,
+            cameras[0].height, eps2d=eps2d, sh_degree=sh_degree, packed=False,
+            backgrounds=background[None].expand(B, -1), absgrad=absgrad,
             render_mode="RGB+ED" if depth else "RGB",
             rasterize_mode="antialiased" if antialiased else "classic")
         # "RGB+ED" appends the expected depth Σ w z / Σ w (0 where nothing was drawn, as
         # recon's) as a fourth channel, with a zero background.
-        expected_depth = image[0, ..., 3] if depth else torch.zeros_like(alpha[0, ..., 0])
+        alpha = alpha[..., 0]
+        expected_depth = image[..., 3] if depth else torch.zeros_like(alpha)
         image = image[..., :3]
-        means2d = meta["means2d"]                                 # [1, N, 2]
+        means2d = meta["means2d"]                                 # [B, N, 2]
         if means2d.requires_grad:
             means2d.retain_grad()
         radii = meta["radii"]
-        radii = radii.amax(-1) if radii.dim() == 3 else radii      # [1, N] (1.5.x gives [.., 2])
+        radii = radii.amax(-1) if radii.dim() == 3 else radii      # [B, N] (1.5.x gives [.., 2])
         visible = radii > 0
         n = means2d.shape[1]
         result = RenderResult(
-            features=image[0].permute(2, 0, 1), alpha=alpha[0, ..., 0],
-            depth=expected_depth,
-            median_depth=torch.zeros_like(alpha[0, ..., 0]),
-            normals=None, means2d=means2d, radii=radii.to(torch.int32), visible=visible,
+            features=image.permute(0, 3, 1, 2), alpha=alpha, depth=expected_depth,
+            median_depth=torch.zeros_like(alpha), normals=None, means2d=means2d,
+            radii=radii.to(torch.int32), visible=visible,
             visibility_count=visible.sum(0).to(torch.int32),
-            max_weight=torch.zeros(1, n, device=device),
-            absgrad=torch.zeros(1, n, 5, device=device) if absgrad else None)
-        return result
+            max_weight=torch.zeros(B, n, device=device),
+            absgrad=torch.zeros(B, n, 5, device=device) if absgrad else None)
+        return squeeze_camera(result) if single else result
 
     return draw
 

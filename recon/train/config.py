@@ -10,6 +10,7 @@ strategy dataclasses themselves (``recon.strategies``, also torch-free).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -113,7 +114,15 @@ class FitConfig:
     triangles (a soup of soft triangles, Triangle Splatting; --strategy mcmc) or flexicubes (a
     mesh extracted from an SDF grid; objects with masks)."""
     steps: int = 7000
-    """Number of optimisation steps (one random training image each)."""
+    """Number of optimisation steps (each on --batch-size random training images)."""
+    batch_size: int = 1
+    """Training images per step, rendered in one call over their cameras; the loss is their
+    mean. Above 1 every learning rate is scaled by √B and Adam's betas become 1 - B(1 - β)
+    (gsplat's batch rule), so a run of S steps sees B·S images."""
+    distributed: bool = False
+    """Join the torch.distributed process group torchrun describes (automatic when torchrun
+    starts more than one process): each of N ranks renders B/N images of every step and the
+    gradients are averaged (gloo on CPUs, NCCL on GPUs, one GPU per rank by LOCAL_RANK)."""
     seed: int = 0
     """Random seed: the same seed and device give the same result."""
     backend: Backend = "auto"
@@ -214,6 +223,10 @@ class FitConfig:
         """Reject settings that cannot work, with what to change."""
         checks = [
             (self.steps >= 1, f"--steps must be at least 1, got {self.steps}."),
+            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}."),
+            (not (self.viewer and (self.distributed or int(os.environ.get("WORLD_SIZE", "1")) > 1)),
+             "--viewer watches a one-process fit; under torchrun, fit without it and open the "
+             "run with `recon view` afterwards."),
             (self.log_every >= 1, f"--log-every must be at least 1, got {self.log_every}."),
             (self.checkpoint_every >= 1,
              f"--checkpoint-every must be at least 1, got {self.checkpoint_every}."),

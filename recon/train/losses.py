@@ -9,7 +9,8 @@ from recon.metrics import ssim
 
 
 def photometric_loss(image: Tensor, target: Tensor, ssim_lambda: float) -> Tensor:
-    """(1 - λ)·L1 + λ·(1 - SSIM) between [C, H, W] images (3DGS / gsplat, λ = 0.2).
+    """(1 - λ)·L1 + λ·(1 - SSIM) between [C, H, W] images, or its mean over [B, C, H, W]
+    batches (3DGS / gsplat, λ = 0.2).
 
     SSIM uses 'valid' windows, like gsplat's fused-SSIM loss; images smaller than the window
     fall back to zero padding. On the CPU the native fused op computes it (the same values to
@@ -31,7 +32,7 @@ def photometric_loss_torch(image: Tensor, target: Tensor, ssim_lambda: float) ->
     if ssim_lambda == 0.0:
         return l1
     padding = "valid" if min(image.shape[-2:]) >= 11 else "same"
-    d_ssim = 1.0 - ssim(image[None], target[None], padding=padding)
+    d_ssim = 1.0 - ssim(image, target, padding=padding)  # [C,H,W] or the mean over [B,C,H,W]
     return torch.lerp(l1, d_ssim, ssim_lambda)
 
 

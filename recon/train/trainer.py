@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import signal
 import threading
@@ -38,6 +39,7 @@ from recon.regularizers import build_regularizer
 from recon.regularizers.base import RunContext, StepContext
 from recon.run import CONFIG_FILE, METRICS_FILE, SFM_DIR, TRIANGULATED_FILE, load_run
 from recon.train import checkpoint as ckpt
+from recon.train import distributed
 from recon.train.appearance import Appearance
 from recon.train.backends import finish_backward, renderer, training_device
 from recon.train.config import FitConfig, to_dict
@@ -54,10 +56,14 @@ class TrainingInterrupted(ReconError):
 
 
 def fit(config: FitConfig) -> Path:
-    """Fit (or with ``config.resume`` continue fitting) and return the run directory."""
-    trainer = Trainer.open(config)
-    trainer.train()
-    return trainer.run_dir
+    """Fit (or with ``config.resume`` continue fitting) and return the run directory; under
+    torchrun, as one rank of a data-parallel fit (``recon.train.distributed``)."""
+    try:
+        trainer = Trainer.open(config)
+        trainer.train()
+        return trainer.run_dir
+    finally:
+        distributed.leave()
 
 
 class Trainer:
@@ -68,8 +74,9 @@ class Trainer:
     """
 
     def __init__(self, config: FitConfig, run_dir: Path, dataset: Dataset, data_path: Path,
-                 state: dict | None = None):
+                 state: dict | None = None, ranks: distributed.Ranks | None = None):
         self.config = config
+        self.ranks = ranks or distributed.Ranks()
         self.run_dir = Path(run_dir)
         self.dataset = dataset
         self.data_path = Path(data_path)
@@ -95,7 +102,8 @@ class Trainer:
             params = self.regularizer.initial_splats()
             self.params = params if params is not None else self._initial_params()
             self.optimizers = create_optimizers(self.params, self.model.learning_rates(0),
-                                                eps=config.optim.eps)
+                                                eps=config.optim.eps,
+                                                batch_size=config.batch_size)
             self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
         else:
             self._restore(state)
@@ -114,36 +122,50 @@ class Trainer:
     @classmethod
     def open(cls, config: FitConfig) -> Trainer:
         """A new run in ``config.out`` (refusing a non-empty one without ``force``), or with
-        ``config.resume`` the run there, restored from its newest checkpoint."""
+        ``config.resume`` the run there, restored from its newest checkpoint. Under torchrun
+        every rank opens it; rank 0 alone creates the folder and runs SfM."""
         config.validate()
-        training_device(config.backend)  # a missing GPU fails before anything is written
+        device = training_device(config.backend)  # a missing GPU fails before anything is written
+        ranks = distributed.setup(config.distributed, device.type == "cuda")
         run_dir = Path(config.out)
         if config.resume:
             run = load_run(run_dir)
-            config = dataclasses.replace(run.config, resume=True, force=False, quiet=config.quiet)
-            _truncate_metrics(run_dir / METRICS_FILE, run.step)
-            return cls(config, run_dir, run.dataset, run.data_path, run.checkpoint)
+            config = dataclasses.replace(run.config, resume=True, force=False,
+                                         quiet=config.quiet or not ranks.writes)
+            _check_shares(config.batch_size, ranks)
+            distributed.on_rank_zero(ranks, lambda: _truncate_metrics(run_dir / METRICS_FILE,
+                                                                      run.step))
+            return cls(config, run_dir, run.dataset, run.data_path, run.checkpoint, ranks)
 
+        _check_shares(config.batch_size, ranks)
         is_photo_folder = _is_photo_folder(Path(config.data))
-        run_dir = prepare_output_dir(run_dir, config.force)
         data_path = Path(config.data).resolve()
-        if is_photo_folder:
-            from recon.data.sfm import SfMConfig, process_images
+        resolved = _resolved(config)
 
-            data_path = process_images(Path(config.data), run_dir / SFM_DIR,
-                                       SfMConfig(seed=config.seed), force=True,
-                                       quiet=config.quiet).resolve()
-        config = _resolved(config)
-        _write_yaml(run_dir / CONFIG_FILE, to_dict(config))
+        def create() -> Path:
+            prepare_output_dir(run_dir, config.force)
+            path = data_path
+            if is_photo_folder:
+                from recon.data.sfm import SfMConfig, process_images
+
+                path = process_images(Path(config.data), run_dir / SFM_DIR,
+                                      SfMConfig(seed=config.seed), force=True,
+                                      quiet=config.quiet).resolve()
+            _write_yaml(run_dir / CONFIG_FILE, to_dict(resolved))
+            return path
+
+        data_path = distributed.on_rank_zero(ranks, create)
+        config = dataclasses.replace(resolved, quiet=config.quiet or not ranks.writes)
         dataset = load_dataset(data_path, config.data_options.to_data_config())
-        return cls(config, run_dir, dataset, data_path)
+        return cls(config, run_dir, dataset, data_path, ranks=ranks)
 
     def _initial_params(self) -> torch.nn.ParameterDict:
         points, colors = initial_points(self.dataset, self.cameras, self.config.init,
                                         self.data_path, self.generator,
                                         images=(_MatchImages(self.images)
                                                 if self.model.starts_from_points else ()),
-                                        cache=self.run_dir / SFM_DIR / TRIANGULATED_FILE)
+                                        cache=(self.run_dir / SFM_DIR / TRIANGULATED_FILE
+                                               if self.ranks.writes else None))
         return self.model.initialize(points, colors, self.generator, self.device, self.cameras)
 
     def _load_images(self) -> None:
@@ -160,6 +182,9 @@ class Trainer:
             raise DatasetError(f"The training images of {self.data_path} have different sizes "
                                f"({listed}); fitting needs one size. Resize them, or pose them "
                                "as one camera.")
+        if self.config.batch_size > len(images):
+            raise DatasetError(f"--batch-size {self.config.batch_size} is more than the "
+                               f"{len(images)} training images of {self.data_path}; lower it.")
         channels = 4 if any(im.shape[-1] in (2, 4) for im in images) else 3
         stacked = np.stack([_to_channels(im, channels) for im in images])
         self.images = torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous().to(self.device)
@@ -213,44 +238,61 @@ class Trainer:
         image = self.images[index]
         return image[3].to(torch.float32) / 255.0 if image.shape[0] == 4 else None
 
+    def _batch_views(self, step: int) -> list[int]:
+        """The training images of ``step``: the next --batch-size positions of the epochs."""
+        size = self.config.batch_size
+        return [self._image_index(step * size + j) for j in range(size)]
+
     def train_step(self) -> dict:
-        """One optimisation step; returns the step's loss, render and target (detached).
+        """One optimisation step; returns the step's loss, render and target (detached; with a
+        batch, [B, C, H, W] images).
 
         The stages are labelled for ``torch.profiler`` (``bench/fit.py --profile`` reads them);
         the labels cost about a microsecond each when no profiler runs.
         """
         cfg, step = self.config, self.step
         with _stage("data"):
-            index = self._image_index(step)
+            views = self._batch_views(step)
+            if self.ranks.active:  # this rank's share: consecutive, so ranks gather in order
+                share = len(views) // self.ranks.world
+                views = views[self.ranks.rank * share:(self.ranks.rank + 1) * share]
+            batched = len(views) > 1
             background = (self.fixed_background if self.fixed_background is not None
                           else torch.rand(3, generator=self.generator).to(self.device))
-            target = self._target(index, background)
+            targets = [self._target(i, background) for i in views]
+            target = torch.stack(targets) if batched else targets[0]
             sh_degree = self.sh_degree
             lrs = self.model.learning_rates(step)
+            lr_scale = math.sqrt(cfg.batch_size) if cfg.batch_size > 1 else 1.0  # gsplat's rule
             for name, optimizer in self.optimizers.items():
                 for group in optimizer.param_groups:
-                    group["lr"] = lrs[name]
+                    group["lr"] = lrs[name] * lr_scale
         reg, strategy_active = self.regularizer, self.regularizer.strategy_active(step)
         model = self.model
         with _stage("render"):
             drawn = reg.renderable(self.params)
             normals = model.needs_normals(step)
-            result = self.draw(drawn, self.cameras[index], model.colors(self.params, sh_degree),
+            cameras = [self.cameras[i] for i in views] if batched else self.cameras[views[0]]
+            result = self.draw(drawn, cameras, model.colors(self.params, sh_degree),
                                sh_degree, background, getattr(self.strategy, "absgrad", False),
                                depth=reg.needs_depth(step) or normals, normals=normals)
         with _stage("loss"):
             image = result.features
-            seen = image if self.appearance is None else self.appearance(image, index)
+            seen = image
+            if self.appearance is not None:
+                seen = (torch.stack([self.appearance(image[j], i) for j, i in enumerate(views)])
+                        if batched else self.appearance(image, views[0]))
             loss = photometric_loss(seen, target, cfg.ssim_lambda)
-            own = model.loss(self.params, step, result, self.cameras[index],
-                             alpha=self._alpha(index),
-                             depth=None if self.depths is None else self.depths[index])
+            own = self._per_view(result, views, lambda one, i, j: model.loss(
+                self.params, step, one, self.cameras[i], alpha=self._alpha(i),
+                depth=None if self.depths is None else self.depths[i]))
             if own is not None:
                 loss = loss + own
             if strategy_active and hasattr(self.strategy, "regularization"):  # MCMC's L1 terms
                 loss = loss + self.strategy.regularization(self.params, model)
-            extra = reg.loss(StepContext(step=step, splats=drawn, result=result,
-                                         camera=self.cameras[index], view=index, target=target))
+            extra = self._per_view(result, views, lambda one, i, j: reg.loss(StepContext(
+                step=step, splats=drawn, result=one, camera=self.cameras[i], view=i,
+                target=targets[j])))
             if extra is not None:
                 loss = loss + extra
             if not torch.isfinite(loss):
@@ -263,6 +305,8 @@ class Trainer:
             loss.backward()
             finish_backward(result)
         with _stage("optimizer"):
+            if self.ranks.active:
+                distributed.average_gradients(self._trained_tensors(), self.ranks.world)
             # NaN and inf survive a sum; one sum per tensor is ~10x cheaper than isfinite().
             grads = [p.grad for p in [*self.params.values(), *reg.parameters()]
                      if p.grad is not None]
@@ -279,14 +323,37 @@ class Trainer:
                 self.appearance.step()
         if strategy_active:
             with _stage("strategy"):
+                seen_by_all = (distributed.batch_statistics(
+                    result, len(views) / cfg.batch_size, self.ranks.world)
+                    if self.ranks.active else result)
                 self.strategy.step_post_backward(self.params, self.optimizers,
-                                                 self.strategy_state, step, result, model,
-                                                 lr=lrs[model.position])
+                                                 self.strategy_state, step, seen_by_all, model,
+                                                 lr=lrs[model.position] * lr_scale)
         with _stage("regularizer"):
             reg.after_step(self.params, self.optimizers, self.strategy_state, step)
         model.after_step(self.params, self.optimizers, step)
         self.step += 1
         return {"loss": loss.detach(), "image": image.detach(), "target": target}
+
+    def _trained_tensors(self) -> list[Tensor]:
+        """Every tensor Adam updates from this step's gradient (model, regularizer, appearance),
+        in the same order on every rank; those without a gradient this step are left out."""
+        tensors = [*self.params.values(), *self.regularizer.parameters()]
+        if self.appearance is not None:
+            tensors.append(self.appearance.affine)
+        return [t for t in tensors if t.grad is not None]
+
+    @staticmethod
+    def _per_view(result, views: list[int], term) -> Tensor | None:
+        """``term(result of one view, image index, position in the batch)`` (None: no term),
+        averaged over the batch's views, as the photometric loss is."""
+        if len(views) == 1:
+            return term(result, views[0], 0)
+        from recon.render import camera_result
+
+        values = [term(camera_result(result, j), i, j) for j, i in enumerate(views)]
+        values = [v for v in values if v is not None]
+        return torch.stack(values).mean() if values else None
 
     def _non_finite(self, what: str) -> NonFiniteError:
         where = (f"The last good checkpoint is {self.last_checkpoint}; continue from it with "
@@ -308,8 +375,9 @@ class Trainer:
             return
         window_start, window_steps = self.elapsed, 0
         progress_bar = _Progress(cfg.quiet, self.step, cfg.steps, self.model.noun)
+        writes = self.ranks.writes
         with _StopRequest() as stop, progress_bar as progress, \
-                open(self.run_dir / METRICS_FILE, "a") as metrics:
+                (open(self.run_dir / METRICS_FILE, "a") if writes else _NoFile()) as metrics:
             while self.step < last:
                 start = time.perf_counter()
                 out = self.train_step()
@@ -325,29 +393,40 @@ class Trainer:
                     window_start, window_steps = self.elapsed, 0
                 for listener in self.listeners:
                     listener(self, record)
-                if stop.signal_name is not None:
+                stopping = stop.signal_name is not None
+                if self.ranks.active:  # a signal to any rank stops them all after this step
+                    stopping = distributed.any_rank(stopping, self.device)
+                if stopping:
                     path = self.save_checkpoint()
                     raise TrainingInterrupted(
-                        f"Training stopped by {stop.signal_name} after step {self.step} of "
-                        f"{cfg.steps}; checkpoint saved to {path}. Continue with "
+                        f"Training stopped by {stop.signal_name or 'a signal to another rank'} "
+                        f"after step {self.step} of "
+                        f"{cfg.steps}; checkpoint saved to {path or 'the run by rank 0'}. "
+                        "Continue with "
                         f"`recon fit {cfg.data} --out {self.run_dir} --resume`.")
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save_checkpoint()
 
     def _metrics(self, out: dict, sec_per_step: float) -> dict:
-        mse = (out["image"] - out["target"]).square().mean()
-        return {"step": self.step, "loss": float(out["loss"]),
+        loss, mse = out["loss"], (out["image"] - out["target"]).square().mean()
+        if self.ranks.active:  # the whole batch's, as one process would log it
+            loss = distributed.mean_over_ranks(loss, self.ranks.world)
+            mse = distributed.mean_over_ranks(mse, self.ranks.world)
+        return {"step": self.step, "loss": float(loss),
                 "psnr": float(-10.0 * torch.log10(mse)), "num_primitives": self.count,
                 "sec_per_step": sec_per_step, "elapsed": self.elapsed}
 
     # -- checkpoints --------------------------------------------------------------------------
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self) -> Path | None:
         """Write the full state (refusing non-finite parameters, so a good checkpoint is never
-        replaced by a broken one)."""
+        replaced by a broken one); under torchrun only rank 0 writes (the others return None:
+        their state is the same)."""
         bad = [k for k, p in self.params.items() if not p.isfinite().all()]
         if bad:
             raise self._non_finite(f"the parameters {', '.join(bad)} are not finite")
+        if not self.ranks.writes:
+            return None
         payload = {
             "step": self.step,
             "model": self.model.name,
@@ -378,7 +457,8 @@ class Trainer:
         self.params = torch.nn.ParameterDict(
             {k: torch.nn.Parameter(v.to(self.device)) for k, v in saved.items()})
         self.optimizers = create_optimizers(self.params, self.model.learning_rates(self.step),
-                                            eps=self.config.optim.eps)
+                                            eps=self.config.optim.eps,
+                                            batch_size=self.config.batch_size)
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         self.strategy_state = _to_device(state["strategy_state"], self.device)
@@ -389,6 +469,28 @@ class Trainer:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _check_shares(batch_size: int, ranks: distributed.Ranks) -> None:
+    if ranks.active and batch_size % ranks.world:
+        raise ReconError(f"--batch-size {batch_size} does not split over {ranks.world} ranks; "
+                         f"use a multiple of {ranks.world} (each rank renders B/N images).")
+
+
+class _NoFile:
+    """Stands in for metrics.jsonl on ranks that do not write."""
+
+    def __enter__(self) -> _NoFile:
+        return self
+
+    def write(self, text: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 def _is_photo_folder(path: Path) -> bool:
