@@ -14,7 +14,8 @@ then one line per (folder, variant) against ``base`` at the last step.
 
 Variants (--variants): base (the fast preset: MCMC, 30k cap), far (+ --init.far-points 10000:
 a far layer of points for the sky and distant background), appearance (+ --appearance:
-a per-image affine colour correction), far+appearance.
+a per-image affine colour correction), far+appearance, far+random (the far layer trained over a
+random background colour per step, which leaves no gain in staying translucent).
 
     python bench/photos.py [--folders lund,skull] [--variants base,far] [--steps 7000]
                            [--eval-at 2000,7000] [--downscale 4] [--threads N] [--work DIR]
@@ -40,7 +41,8 @@ PHOTOS = Path(os.environ.get("RECON_SHARED_DATA", REPO.parent / "shared" / "data
 FOLDERS = {"lund": PHOTOS / "opensfm_lund" / "images",
            "skull": PHOTOS / "skull_cameramoves_flash" / "images"}
 VARIANTS = {"base": [], "far": ["--init.far-points", "10000"], "appearance": ["--appearance"],
-            "far+appearance": ["--init.far-points", "10000", "--appearance"]}
+            "far+appearance": ["--init.far-points", "10000", "--appearance"],
+            "far+random": ["--init.far-points", "10000", "--data.background", "random"]}
 RECON = [sys.executable, "-m", "recon.cli"]
 
 
