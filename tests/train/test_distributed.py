@@ -83,7 +83,10 @@ def test_two_ranks_stay_identical_and_match_one_process_batch(strategy, tiny_npz
     assert [json.loads(x)["step"] for x in lines] == [5, 10, 15, 20, 25, 30]
 
 
-def test_sigterm_to_one_rank_stops_both_and_resume_continues(tiny_npz, tmp_path):
+@pytest.mark.parametrize("resume_ranks", [2, 1])
+def test_sigterm_to_one_rank_stops_both_and_resume_continues(resume_ranks, tiny_npz, tmp_path):
+    """Every rank holds the same state, so the run resumes under the same or another number of
+    ranks (here 2 or 1; the batch of 2 splits over either)."""
     run = tmp_path / "run"
     args = {"data": str(tiny_npz), "out": str(run), "strategy": "mcmc", "batch_size": 2,
             "steps": 2000, "distributed": True, "cli": True}
@@ -100,8 +103,7 @@ def test_sigterm_to_one_rank_stops_both_and_resume_continues(tiny_npz, tmp_path)
     checkpoints = sorted((run / "checkpoints").glob("*.pt"))
     stopped_at = torch.load(checkpoints[-1], weights_only=False)["step"]
     assert 0 < stopped_at < 2000
-    # Resume the same run under two ranks, to the end.
-    _run({**args, "resume": True}, 2)
+    _run({**args, "resume": True, "distributed": resume_ranks > 1}, resume_ranks)
     final = torch.load(sorted((run / "checkpoints").glob("*.pt"))[-1], weights_only=False)
     assert final["step"] == 2000
 
