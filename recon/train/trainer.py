@@ -1,11 +1,13 @@
 """`recon fit`: optimise a scene model against posed images, in a resumable run directory.
 
-The trainer knows the model only through ``recon.models.base.Model``. Per step: one training
-image (epochs in a seeded random order), render the model's primitives with the active SH degree,
-loss (1 - λ)·L1 + λ·(1 - SSIM) (+ the model's own term, + the MCMC opacity/scale terms, + the
-``--reg`` regularizer's term), the strategy's hooks around backward (while the regularizer lets
-it run), one Adam step per parameter at the model's learning rates, then the regularizer's edits
-(``recon.regularizers.base``).
+The trainer knows the model only through ``recon.models.base.Model``. Per step: --batch-size
+training images (epochs in a seeded random order; one by default), render the model's primitives
+into their cameras with the active SH degree, loss (1 - λ)·L1 + λ·(1 - SSIM) averaged over them
+(+ the model's own term and the ``--reg`` regularizer's, per image, + the MCMC opacity/scale
+terms), the strategy's hooks around backward (while the regularizer lets it run), one Adam step
+per parameter at the model's learning rates, then the regularizer's edits
+(``recon.regularizers.base``). Under torchrun each rank takes its share of the batch
+(``recon.train.distributed``).
 Everything random comes from seeded generators whose states go into every checkpoint, and every
 schedule is a function of the step, so a resumed run repeats an uninterrupted one bit for bit on
 the CPU.
@@ -308,8 +310,7 @@ class Trainer:
             if self.ranks.active:
                 distributed.average_gradients(self._trained_tensors(), self.ranks.world)
             # NaN and inf survive a sum; one sum per tensor is ~10x cheaper than isfinite().
-            grads = [p.grad for p in [*self.params.values(), *reg.parameters()]
-                     if p.grad is not None]
+            grads = [t.grad for t in self._trained_tensors()]
             if not bool(torch.stack([g.sum() for g in grads]).sum().isfinite()):
                 bad = ", ".join(k for k, p in self.params.items()
                                 if p.grad is not None and not p.grad.isfinite().all())
@@ -398,11 +399,10 @@ class Trainer:
                     stopping = distributed.any_rank(stopping, self.device)
                 if stopping:
                     path = self.save_checkpoint()
+                    by = stop.signal_name or "a signal to another rank"
                     raise TrainingInterrupted(
-                        f"Training stopped by {stop.signal_name or 'a signal to another rank'} "
-                        f"after step {self.step} of "
-                        f"{cfg.steps}; checkpoint saved to {path or 'the run by rank 0'}. "
-                        "Continue with "
+                        f"Training stopped by {by} after step {self.step} of {cfg.steps}; "
+                        f"checkpoint saved to {path or 'the run by rank 0'}. Continue with "
                         f"`recon fit {cfg.data} --out {self.run_dir} --resume`.")
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save_checkpoint()
