@@ -21,10 +21,10 @@ class BackendError(ReconError):
 
 
 RenderFn = Callable[..., RenderResult]
-"""(params, camera or list of cameras, colors, sh_degree, background, absgrad, depth=False, normals=False) ->
-RenderResult; ``colors`` are the SH coefficients [N, K, 3] of the active bands; ``depth`` asks
-for the expected-depth map (regularizers need it), ``normals`` for the normal map (recon's
-renderer only)."""
+"""(params, camera or list of cameras, colors, sh_degree, background, absgrad, depth=False,
+normals=False) -> RenderResult; ``colors`` are the SH coefficients [N, K, 3] of the active
+bands; ``depth`` asks for the expected-depth map (regularizers need it), ``normals`` for the
+normal map (recon's renderer only). A list of cameras gives batched images [B, C, H, W]."""
 
 
 def training_device(backend: str) -> torch.device:

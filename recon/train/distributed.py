@@ -12,8 +12,9 @@ N ranks: B/N images each). The ranks stay identical without ever broadcasting pa
 * only rank 0 writes (config, metrics, checkpoints); a stop request (Ctrl-C, SIGTERM) on any
   rank is all-reduced after every step, so all ranks stop after the same step.
 
-A rank that dies leaves the others blocked in a collective until the process group's timeout
-(``RECON_DIST_TIMEOUT`` seconds, default 300), after which they exit with a clear message.
+A rank that dies makes the others' next collective fail (at once when its connections close, at
+the latest after ``RECON_DIST_TIMEOUT`` seconds, default 300), and they exit with a clear
+message.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def setup(requested: bool, cuda: bool) -> Ranks:
         return Ranks()
     if dist.is_initialized():
         return Ranks(dist.get_rank(), dist.get_world_size())
-    missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+               if k not in os.environ]
     if missing:
         raise DistributedError(
             f"--distributed needs the environment torchrun sets ({', '.join(missing)} missing). "
@@ -90,18 +92,17 @@ def collective(fn, *args, **kwargs):
 
 
 def average_gradients(tensors: list[Tensor], world: int) -> None:
-    """Replace each tensor's .grad by its mean over the ranks (one flattened all-reduce; a
-    missing gradient counts as zero, so every rank reduces the same buffer)."""
+    """Replace each tensor's .grad by its mean over the ranks, with one flattened all-reduce (the
+    same tensors, in the same order, on every rank)."""
     import torch.distributed as dist
 
-    grads = [t.grad if t.grad is not None else torch.zeros_like(t) for t in tensors]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = torch.cat([t.grad.reshape(-1) for t in tensors])
     collective(dist.all_reduce, flat)
     flat /= world
     offset = 0
-    for t, g in zip(tensors, grads):
-        n = g.numel()
-        t.grad = flat[offset:offset + n].view_as(g)
+    for t in tensors:
+        n = t.grad.numel()
+        t.grad = flat[offset:offset + n].view_as(t.grad)
         offset += n
 
 

@@ -27,7 +27,8 @@ def config(data: Path, out: Path, strategy: str, batch_size: int, steps: int,
     return FitConfig(
         data=data, out=out, steps=steps, quiet=True, log_every=5, checkpoint_every=10,
         keep_checkpoints=0, init=InitOptions(num_random=300), max_sh_degree=1,
-        sh_degree_interval=10, strategy=strategy, optim=OptimOptions(quats_lr=0.0), batch_size=batch_size, distributed=distributed,
+        sh_degree_interval=10, strategy=strategy, optim=OptimOptions(quats_lr=0.0),
+        batch_size=batch_size, distributed=distributed,
         mcmc=MCMCStrategy(cap_max=420, refine_start_iter=4, refine_every=10),
         default_strategy=DefaultStrategy(refine_start_iter=4, refine_every=10,
                                          grow_grad2d=0.00005))
