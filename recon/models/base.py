@@ -136,6 +136,12 @@ class Model:
     def after_step(self, params: Params, optimizers: dict, step: int) -> None:
         """Edits of the model's own schedule after each training step (default: none)."""
 
+    def backward_signals(self) -> list[Tensor]:
+        """Tensors the model caught during the last backward pass for its strategy (e.g. the
+        convexes' σ gradient); under torchrun they are averaged over the ranks in place, like
+        the gradients, so every rank densifies alike (default: none)."""
+        return []
+
     # -- strategy moves -----------------------------------------------------------------------
 
     def sizes(self, params: Params) -> Tensor:

@@ -133,7 +133,10 @@ class ConvexModel(Model):
                         opacity_logit=torch.logit(opacity, eps=1e-6))
 
     def _catch_sigma_grad(self, grad: Tensor) -> None:
-        self._sigma_grad = grad.detach()
+        self._sigma_grad = grad.detach().clone()  # its own storage: ranks average it in place
+
+    def backward_signals(self) -> list[Tensor]:
+        return [] if self._sigma_grad is None else [self._sigma_grad]
 
     def loss(self, params: Params, step=0, result=None, camera=None, alpha=None,
              depth=None) -> Tensor | None:

@@ -106,6 +106,15 @@ def average_gradients(tensors: list[Tensor], world: int) -> None:
         offset += n
 
 
+def average_in_place(tensors: list[Tensor], world: int) -> None:
+    """Each tensor becomes its mean over the ranks (one all-reduce each)."""
+    import torch.distributed as dist
+
+    for t in tensors:
+        collective(dist.all_reduce, t)
+        t /= world
+
+
 def gather_cameras(local: Tensor, world: int) -> Tensor:
     """[b, ...] per-camera rows of every rank, concatenated in rank order: [world·b, ...]."""
     import torch.distributed as dist
@@ -186,5 +195,5 @@ def leave() -> None:
 
 
 __all__ = ["DistributedError", "Ranks", "TIMEOUT_ENV", "any_rank", "average_gradients",
-           "batch_statistics", "collective", "gather_cameras", "launched_by_torchrun", "leave",
+           "average_in_place", "batch_statistics", "collective", "gather_cameras", "launched_by_torchrun", "leave",
            "mean_over_ranks", "on_rank_zero", "setup"]

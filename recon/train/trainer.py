@@ -309,6 +309,7 @@ class Trainer:
         with _stage("optimizer"):
             if self.ranks.active:
                 distributed.average_gradients(self._trained_tensors(), self.ranks.world)
+                distributed.average_in_place(model.backward_signals(), self.ranks.world)
             # NaN and inf survive a sum; one sum per tensor is ~10x cheaper than isfinite().
             grads = [t.grad for t in self._trained_tensors()]
             if not bool(torch.stack([g.sum() for g in grads]).sum().isfinite()):

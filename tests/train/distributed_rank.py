@@ -39,6 +39,13 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = config(Path(args["data"]), Path(args["out"]), args["strategy"], args["batch_size"],
                  args["steps"], args["distributed"])
+    if args.get("model", "gaussians") != "gaussians":  # the conformance test's settings
+        sys.path.insert(0, str(Path(__file__).parent))
+        from test_model_conformance import model_config
+
+        cfg = dataclasses.replace(
+            model_config(args["model"], cfg.data, cfg.out), steps=cfg.steps,
+            batch_size=cfg.batch_size, distributed=cfg.distributed)
     if args.get("resume"):
         cfg = dataclasses.replace(cfg, resume=True)
     if args.get("cli"):  # the command's path: fit() also leaves the process group
