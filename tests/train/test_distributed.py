@@ -142,3 +142,19 @@ def test_a_dead_rank_makes_the_other_exit_with_a_clear_message(tiny_npz, tmp_pat
     procs[1].wait()
     assert code != 0 and "Another rank stopped answering" in output, output
     assert time.monotonic() - start < 90
+
+
+@pytest.mark.gpu
+def test_nccl_with_one_gpu_is_the_single_process_run(tiny_npz, tmp_path):
+    """One NCCL rank (torchrun's environment, --distributed) runs the single-process fit: same
+    edits, the same values to the GPU kernels' float rounding (their atomics sum in any order)."""
+    common = {"data": str(tiny_npz), "strategy": "mcmc", "batch_size": 2, "steps": 30}
+    nccl, plain = tmp_path / "nccl", tmp_path / "plain"
+    nccl.mkdir(), plain.mkdir()
+    _run({**common, "out": str(tmp_path / "run_nccl"), "save": str(nccl), "distributed": True}, 1)
+    _run({**common, "out": str(tmp_path / "run"), "save": str(plain), "distributed": False}, 1)
+    a, b = torch.load(nccl / "rank0.pt"), torch.load(plain / "rank0.pt")
+    for name, value in b["params"].items():
+        assert a["params"][name].shape == value.shape, name
+        error = (a["params"][name].cpu() - value.cpu()).abs().reshape(len(value), -1).amax(1)
+        assert float((error > 1e-5 * max(float(value.abs().max()), 1.0)).float().mean()) <= 0.02
