@@ -142,11 +142,14 @@ def soup_as_mesh(trainer, soft_psnr: float) -> dict:
 
 
 def profile_copy(trainer, strategy: str, workdir: Path, steps: int = 20) -> dict:
-    """Per-stage milliseconds per step, measured on a resumed copy of ``trainer``'s run."""
+    """Per-stage milliseconds per step, measured on a resumed copy of ``trainer``'s run. The
+    copy's steps draw from torch's global generator too (MCMC noise), so its state is put back:
+    a profiled run stays the same as an unprofiled one."""
     from torch.profiler import ProfilerActivity, profile
 
     from recon.train.trainer import Trainer
 
+    rng = torch.get_rng_state()
     trainer.save_checkpoint()
     copy_dir = workdir / f"profile-{strategy}"
     shutil.rmtree(copy_dir, ignore_errors=True)
@@ -175,6 +178,7 @@ def profile_copy(trainer, strategy: str, workdir: Path, steps: int = 20) -> dict
               if key.startswith("recon::")}
     native_total = sum(native.values())
     shutil.rmtree(copy_dir, ignore_errors=True)
+    torch.set_rng_state(rng)
     return {"bench": "fit_profile", "strategy": strategy, "step": copy.step - 2 * steps - 1,
             "num_primitives": copy.count, "sh_degree": copy.sh_degree,
             "width": copy.cameras[0].width, "height": copy.cameras[0].height,

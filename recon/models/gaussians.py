@@ -244,7 +244,6 @@ def relocation_correction(opacities: Tensor, scales: Tensor,
     return new_o.to(opacities.dtype), scales * factor[:, None].to(scales.dtype)
 
 
-
 def position_noise_torch(params, eta: Tensor, scale: float) -> Tensor:
     """:meth:`GaussianModel.position_noise` for a given η [N, 3] in torch ops (the reference)."""
     with torch.no_grad():
@@ -252,6 +251,7 @@ def position_noise_torch(params, eta: Tensor, scale: float) -> Tensor:
         gate = torch.sigmoid(-NOISE_GATE_SHARPNESS * (opacity - NOISE_GATE_OPACITY))
         cov = covariances(params["quats"].detach(), params["scales"].detach().exp())
         return (cov @ eta[..., None])[..., 0] * (gate * scale)[:, None]
+
 
 __all__ = ["GaussianModel", "MAX_COPIES", "NOISE_GATE_OPACITY", "NOISE_GATE_SHARPNESS",
            "PARAMETER_NAMES", "create_splats", "splat_parameters", "with_centres",

@@ -47,8 +47,15 @@ def _run(args: dict, world: int) -> None:
         assert code == 0, output
 
 
-def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+def _two_ranks_and_one_process(common: dict, tmp_path: Path) -> tuple[dict, dict, dict]:
+    """The same fit on two ranks (run2/) and as one process with the same batch (run1/): what
+    each rank saved, and what the single process saved."""
+    two, one = tmp_path / "two", tmp_path / "one"
+    two.mkdir(), one.mkdir()
+    _run({**common, "out": str(tmp_path / "run2"), "save": str(two), "distributed": True}, 2)
+    _run({**common, "out": str(tmp_path / "run1"), "save": str(one), "distributed": False}, 1)
+    rank0, rank1 = (torch.load(two / f"rank{r}.pt") for r in (0, 1))
+    return rank0, rank1, torch.load(one / "rank0.pt")
 
 
 @pytest.mark.parametrize("strategy", ["mcmc", "default"])
@@ -57,17 +64,12 @@ def test_two_ranks_stay_identical_and_match_one_process_batch(strategy, tiny_npz
     20): the ranks' parameters are bit-identical without any broadcast, the edits are the same
     as one process with --batch-size 2 makes, and so are the values, to float32 rounding: 1e-5
     of each tensor's largest entry (1e-5 absolute for tensors within ±1) for at least 98 % of
-    the rows. The rest are rows whose
-    gradient is itself rounding-level (barely seen Gaussians): Adam divides it by its own size,
-    so the order of a float sum (all-reduce against one process's accumulation) moves them by a
-    fraction of a learning-rate step; they stay within 5e-3."""
+    the rows. The rest are rows whose gradient is itself rounding-level (barely seen Gaussians):
+    Adam divides it by its own size, so the order of a float sum (all-reduce against one
+    process's accumulation) moves them by a fraction of a learning-rate step; they stay within
+    5e-3."""
     common = {"data": str(tiny_npz), "strategy": strategy, "batch_size": 2, "steps": 30}
-    two, one = tmp_path / "two", tmp_path / "one"
-    two.mkdir(), one.mkdir()
-    _run({**common, "out": str(tmp_path / "run2"), "save": str(two), "distributed": True}, 2)
-    _run({**common, "out": str(tmp_path / "run1"), "save": str(one), "distributed": False}, 1)
-    rank0, rank1 = (torch.load(two / f"rank{r}.pt") for r in (0, 1))
-    single = torch.load(one / "rank0.pt")
+    rank0, rank1, single = _two_ranks_and_one_process(common, tmp_path)
     assert rank0["step"] == rank1["step"] == single["step"] == 30
     rows = single["params"]["means"].shape[0]
     assert rows != single["start"], "the run must have grown or densified"
@@ -90,12 +92,7 @@ def test_every_model_fits_on_two_ranks(model, tiny_npz, tmp_path):
     bit-identical and make the same row edits as one process with --batch-size 2."""
     common = {"data": str(tiny_npz), "strategy": "default", "batch_size": 2, "steps": 16,
               "model": model}
-    two, one = tmp_path / "two", tmp_path / "one"
-    two.mkdir(), one.mkdir()
-    _run({**common, "out": str(tmp_path / "run2"), "save": str(two), "distributed": True}, 2)
-    _run({**common, "out": str(tmp_path / "run1"), "save": str(one), "distributed": False}, 1)
-    rank0, rank1 = (torch.load(two / f"rank{r}.pt") for r in (0, 1))
-    single = torch.load(one / "rank0.pt")
+    rank0, rank1, single = _two_ranks_and_one_process(common, tmp_path)
     assert rank0["step"] == rank1["step"] == single["step"] == 16
     for name, value in single["params"].items():
         assert torch.equal(rank0["params"][name], rank1["params"][name]), name
