@@ -15,7 +15,8 @@ then one line per (folder, variant) against ``base`` at the last step.
 Variants (--variants): base (the fast preset: MCMC, 30k cap), far (+ --init.far-points 10000:
 a far layer of points for the sky and distant background), appearance (+ --appearance:
 a per-image affine colour correction), far+appearance, far+random (the far layer trained over a
-random background colour per step, which leaves no gain in staying translucent).
+random background colour per step, which leaves no gain in staying translucent), coverage
+(+ --coverage-weight 1: every pixel of a photo asked to be covered) and far+coverage.
 
     python bench/photos.py [--folders lund,skull] [--variants base,far] [--steps 7000]
                            [--eval-at 2000,7000] [--downscale 4] [--threads N] [--work DIR]
@@ -42,7 +43,9 @@ FOLDERS = {"lund": PHOTOS / "opensfm_lund" / "images",
            "skull": PHOTOS / "skull_cameramoves_flash" / "images"}
 VARIANTS = {"base": [], "far": ["--init.far-points", "10000"], "appearance": ["--appearance"],
             "far+appearance": ["--init.far-points", "10000", "--appearance"],
-            "far+random": ["--init.far-points", "10000", "--data.background", "random"]}
+            "far+random": ["--init.far-points", "10000", "--data.background", "random"],
+            "coverage": ["--coverage-weight", "1"],
+            "far+coverage": ["--init.far-points", "10000", "--coverage-weight", "1"]}
 RECON = [sys.executable, "-m", "recon.cli"]
 
 

@@ -164,6 +164,10 @@ class FitConfig:
     """Raise the active SH degree by one every this many steps."""
     ssim_lambda: float = 0.2
     """Loss = (1 - λ) L1 + λ (1 - SSIM)."""
+    coverage_weight: float = 0.0
+    """Weight of the mean uncovered fraction (1 - alpha) of training images that have no alpha:
+    a photo has no background, every pixel is some surface, so nothing may stay translucent
+    where the sky matches the training background (use with --init.far-points; 0: off)."""
     eps2d: float = 0.3
     """Screen-space dilation of every footprint (pixels²)."""
     appearance: bool = False
@@ -236,6 +240,8 @@ class FitConfig:
              f"--sh-degree-interval must be at least 1, got {self.sh_degree_interval}."),
             (0.0 <= self.ssim_lambda <= 1.0,
              f"--ssim-lambda must be in [0, 1], got {self.ssim_lambda}."),
+            (self.coverage_weight >= 0.0,
+             f"--coverage-weight must be 0 or more, got {self.coverage_weight}."),
             (0.0 < self.init_opacity() < 1.0,
              f"--init.opacity must be in (0, 1), got {self.init_opacity()}."),
             (self.init_scale() > 0.0, f"--init.scale must be positive, got {self.init_scale()}."),

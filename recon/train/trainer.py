@@ -290,6 +290,8 @@ class Trainer:
                 depth=None if self.depths is None else self.depths[i]))
             if own is not None:
                 loss = loss + own
+            if cfg.coverage_weight > 0 and self._alpha(views[0]) is None:
+                loss = loss + cfg.coverage_weight * (1.0 - result.alpha).mean()
             if strategy_active and hasattr(self.strategy, "regularization"):  # MCMC's L1 terms
                 loss = loss + self.strategy.regularization(self.params, model)
             extra = self._per_view(result, views, lambda one, i, j: reg.loss(StepContext(

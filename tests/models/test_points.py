@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from recon.cameras import Camera, look_at
-from recon.models.points import (HORIZON_MARGIN, far_points, fibonacci_sphere, mean_neighbour_distance,
-                                  random_points, viewed_region)
+from recon.models.points import (HORIZON_MARGIN, VIEW_MARGIN, far_points, fibonacci_sphere,
+                                  mean_neighbour_distance, random_points, viewed_region)
 
 
 def grid(spacing: float) -> np.ndarray:
@@ -85,16 +85,20 @@ def test_far_points_cover_what_the_cameras_see_behind_the_scene():
     center = np.stack([c.center for c in cams]).mean(0)
     distances = np.linalg.norm(points - center, axis=1)
     assert np.allclose(distances, 10.0 * 0.5, rtol=1e-6)  # spread: the end cameras, 0.5 away
-    # About `num` points, all where some camera looks (here, ahead: a field of view of ±39°).
+    # About `num` points, all where some camera looks or within VIEW_MARGIN of its image (here,
+    # ahead: a field of view of ±39° widened to ±50°), most of them inside an image.
     assert 450 <= len(points) <= 550
     seen = np.zeros(len(points), dtype=bool)
+    near = np.zeros(len(points), dtype=bool)
     for c in cams:
         uv, z = c.project(points)
         seen |= (z > 0) & (uv >= 0).all(1) & (uv[:, 0] < 64) & (uv[:, 1] < 48)
-    assert seen.all()
-    # Ahead only: the image corners are 45° off the axis (tan: 0.8 and 0.6), and the cameras
-    # stand up to 0.5 from the centre.
-    assert (points[:, 0] - center[0]).min() > 5.0 * math.cos(math.radians(45)) - 0.5 - 1e-6
+        low, high = -VIEW_MARGIN * np.array([64, 48]), (1 + VIEW_MARGIN) * np.array([64, 48])
+        near |= (z > 0) & (uv >= low).all(1) & (uv < high).all(1)
+    assert near.all() and not seen.all() and seen.mean() > 0.5
+    # Ahead only: the widened images' corners are 56.3° off the axis (tan: 1.2 and 0.9, 1.5
+    # together), and the cameras stand up to 0.5 from the centre.
+    assert (points[:, 0] - center[0]).min() > 5.0 * math.cos(math.atan(1.5)) - 0.5 - 1e-6
     # The cameras agree that +z is up: the dome above the horizon (less the margin) is kept.
     height = points[:, 2] - center[2]
     assert height.min() > -HORIZON_MARGIN * 5.0 - 1e-6
