@@ -16,7 +16,8 @@ Variants (--variants): base (the fast preset: MCMC, 30k cap), far (+ --init.far-
 a far layer of points for the sky and distant background), appearance (+ --appearance:
 a per-image affine colour correction), far+appearance, far+random (the far layer trained over a
 random background colour per step, which leaves no gain in staying translucent), coverage
-(+ --coverage-weight 1: every pixel of a photo asked to be covered) and far+coverage.
+(+ --coverage-weight 1: every pixel of a photo asked to be covered), far+coverage, and
+unbounded (what --preset unbounded adds to the fast preset: 3000 far points and the coverage term).
 
     python bench/photos.py [--folders lund,skull] [--variants base,far] [--steps 7000]
                            [--eval-at 2000,7000] [--downscale 4] [--threads N] [--work DIR]
@@ -45,7 +46,8 @@ VARIANTS = {"base": [], "far": ["--init.far-points", "10000"], "appearance": ["-
             "far+appearance": ["--init.far-points", "10000", "--appearance"],
             "far+random": ["--init.far-points", "10000", "--data.background", "random"],
             "coverage": ["--coverage-weight", "1"],
-            "far+coverage": ["--init.far-points", "10000", "--coverage-weight", "1"]}
+            "far+coverage": ["--init.far-points", "10000", "--coverage-weight", "1"],
+            "unbounded": ["--init.far-points", "3000", "--coverage-weight", "1"]}
 RECON = [sys.executable, "-m", "recon.cli"]
 
 

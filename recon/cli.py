@@ -347,7 +347,8 @@ def _fit_command(preset: str):
 FIT_DESCRIPTION = (
     "Fit Gaussian splats (or --model convexes) to a dataset or a folder of photos (posed by SfM "
     "first). "
-    "--preset fast|default|quality|mesh (given first) sets every default below; flags override it."
+    "--preset fast|default|quality|mesh|unbounded (given first) sets every default below; flags "
+    "override it."
 )
 
 

@@ -307,6 +307,12 @@ PRESETS: dict[str, FitConfig] = {
 PRESETS["mesh"] = dataclasses.replace(
     PRESETS["fast"], reg="surface", antialiased=True,
     optim=dataclasses.replace(PRESETS["fast"].optim, means_lr=3.2e-4, means_lr_final=0.1))
+# Unbounded captures (streets, landscapes): the fast preset with a far layer for the sky and
+# every photo pixel asked to be covered, so no sky stays translucent over the training
+# background (bench/photos.py on lund: see the README's table).
+PRESETS["unbounded"] = dataclasses.replace(
+    PRESETS["fast"], coverage_weight=1.0, init=dataclasses.replace(PRESETS["fast"].init,
+                                                                   far_points=3000))
 """Named starting points for ``--preset``; ``data`` is tyro.MISSING (given on the command line)."""
 
 

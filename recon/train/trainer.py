@@ -290,7 +290,7 @@ class Trainer:
                 depth=None if self.depths is None else self.depths[i]))
             if own is not None:
                 loss = loss + own
-            if cfg.coverage_weight > 0 and self._alpha(views[0]) is None:
+            if cfg.coverage_weight > 0 and self.images.shape[1] == 3:  # photos: no alpha
                 loss = loss + cfg.coverage_weight * (1.0 - result.alpha).mean()
             if strategy_active and hasattr(self.strategy, "regularization"):  # MCMC's L1 terms
                 loss = loss + self.strategy.regularization(self.params, model)

@@ -85,16 +85,30 @@ def test_fit_reads_dataset_options_as_data_like_every_command(monkeypatch):
     assert dataclasses.asdict(info.data) == dataclasses.asdict(seen[0].data_options)
 
 
+def _bench(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_mesh_preset_is_what_the_mesh_benchmark_fits():
     """`--preset mesh` gives a user the Gaussian runs bench/meshes.py scores: the fast preset,
     --reg surface and the benchmark's FIT_ARGS."""
-    import importlib.util
-
-    bench = Path(__file__).resolve().parents[2] / "bench" / "meshes.py"
-    spec = importlib.util.spec_from_file_location("bench_meshes", bench)
-    meshes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(meshes)
     benchmark = tyro.cli(FitConfig, default=PRESETS["fast"],
-                         args=["d", "--reg", "surface", *meshes.FIT_ARGS.split()])
+                         args=["d", "--reg", "surface", *_bench("meshes").FIT_ARGS.split()])
     preset = tyro.cli(FitConfig, default=PRESETS["mesh"], args=["d"])
     assert preset == benchmark
+
+
+def test_the_unbounded_preset_is_what_the_photo_benchmark_fits():
+    """`--preset unbounded` is bench/photos.py's variant of that name: the fast preset, a far
+    layer and the coverage term."""
+    benchmark = tyro.cli(FitConfig, default=PRESETS["fast"],
+                         args=["d", *_bench("photos").VARIANTS["unbounded"]])
+    preset = tyro.cli(FitConfig, default=PRESETS["unbounded"], args=["d"])
+    assert preset == benchmark
+    assert preset.coverage_weight > 0 and preset.init.far_points > 0
