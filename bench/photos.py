@@ -74,7 +74,7 @@ def train_seconds(run: Path, step: int) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folders", default="lund,skull")
-    parser.add_argument("--variants", default="base,far,appearance")
+    parser.add_argument("--variants", default="base,unbounded,appearance")
     parser.add_argument("--steps", type=int, default=7000)
     parser.add_argument("--eval-at", default="2000,7000")
     parser.add_argument("--downscale", type=int, default=4)

@@ -182,12 +182,16 @@ HOST_DEVICE void project_forward_item(const ProjectForwardArgs<T>& a, long m) {
 template <typename T>
 HOST_DEVICE void project_backward_item(const ProjectBackwardArgs<T>& a, int n) {
   const ProjectOptions& o = a.o;
-  T v_mean[3] = {T(0), T(0), T(0)}, v_qn[4] = {T(0), T(0), T(0), T(0)};
-  T v_ls[3] = {T(0), T(0), T(0)}, v_sig = T(0);
-  Projected<T> P;
+  // Each camera's gradient is finished (through the quaternion's normalisation and the sigmoid)
+  // before it is added to the others': a batch of B cameras then sums the same B numbers as B
+  // ranks rendering one camera each and all-reducing, to the bit (tests/train/test_distributed).
+  T v_mean[3] = {T(0), T(0), T(0)}, v_q[4] = {T(0), T(0), T(0), T(0)};
+  T v_ls[3] = {T(0), T(0), T(0)}, v_logit = T(0);
   for (int b = 0; b < o.B; ++b) {
+    T v_sig = T(0);
     const size_t m = static_cast<size_t>(b) * o.N + n;
-    P = project_one(o, a.means, a.quats, a.log_scales, a.opacity_logits, a.viewmats, a.Ks, b, n);
+    const Projected<T> P =
+        project_one(o, a.means, a.quats, a.log_scales, a.opacity_logits, a.viewmats, a.Ks, b, n);
     const T v_mx = a.v_means2d[2 * m], v_my = a.v_means2d[2 * m + 1];
     const T v_c0 = a.v_conics[3 * m], v_c1 = a.v_conics[3 * m + 1], v_c2 = a.v_conics[3 * m + 2];
     const T v_op = a.v_opacities[m];
@@ -246,12 +250,13 @@ HOST_DEVICE void project_backward_item(const ProjectBackwardArgs<T>& a, int n) {
     const T v_mc[3] = {v_x, v_y, a.v_depths[m] + (P.in_depth ? v_zs : T(0))};
 
     // A = M diag(s); the normal is facing * M[:, shortest].
-    T v_M[9];
+    T v_M[9], v_ls_b[3] = {T(0), T(0), T(0)};
     for (int i = 0; i < 3; ++i)
       for (int j = 0; j < 3; ++j) {
         v_M[3 * i + j] = v_A[3 * i + j] * P.s[j];
-        v_ls[j] += v_A[3 * i + j] * P.M[3 * i + j] * P.s[j];
+        v_ls_b[j] += v_A[3 * i + j] * P.M[3 * i + j] * P.s[j];
       }
+    for (int j = 0; j < 3; ++j) v_ls[j] += v_ls_b[j];
     {
       T axis[3];
       const T facing = normal_axis(P, axis);
@@ -268,29 +273,29 @@ HOST_DEVICE void project_backward_item(const ProjectBackwardArgs<T>& a, int n) {
     }
     // Rw(q̂) -> q̂.
     const T w = P.qn[0], x = P.qn[1], y = P.qn[2], z = P.qn[3];
-    v_qn[0] += T(2) * (-z * G[1] + y * G[2] + z * G[3] - x * G[5] - y * G[6] + x * G[7]);
-    v_qn[1] += T(2) * (y * G[1] + z * G[2] + y * G[3] - T(2) * x * G[4] - w * G[5] + z * G[6] +
-                       w * G[7] - T(2) * x * G[8]);
-    v_qn[2] += T(2) * (T(-2) * y * G[0] + x * G[1] + w * G[2] + x * G[3] + z * G[5] - w * G[6] +
-                       z * G[7] - T(2) * y * G[8]);
-    v_qn[3] += T(2) * (T(-2) * z * G[0] - w * G[1] + x * G[2] + w * G[3] - T(2) * z * G[4] +
-                       y * G[5] + x * G[6] + y * G[7]);
-  }
-  if (o.B == 0) return;
-  // q̂ = q / max(|q|, eps).
-  T v_q[4];
-  if (P.q_norm >= T(NORMALIZE_EPS)) {
-    const T dot = v_qn[0] * P.qn[0] + v_qn[1] * P.qn[1] + v_qn[2] * P.qn[2] + v_qn[3] * P.qn[3];
-    for (int i = 0; i < 4; ++i) v_q[i] = (v_qn[i] - dot * P.qn[i]) / P.q_norm;
-  } else {
-    for (int i = 0; i < 4; ++i) v_q[i] = v_qn[i] / T(NORMALIZE_EPS);
+    T v_qn[4];
+    v_qn[0] = T(2) * (-z * G[1] + y * G[2] + z * G[3] - x * G[5] - y * G[6] + x * G[7]);
+    v_qn[1] = T(2) * (y * G[1] + z * G[2] + y * G[3] - T(2) * x * G[4] - w * G[5] + z * G[6] +
+                      w * G[7] - T(2) * x * G[8]);
+    v_qn[2] = T(2) * (T(-2) * y * G[0] + x * G[1] + w * G[2] + x * G[3] + z * G[5] - w * G[6] +
+                      z * G[7] - T(2) * y * G[8]);
+    v_qn[3] = T(2) * (T(-2) * z * G[0] - w * G[1] + x * G[2] + w * G[3] - T(2) * z * G[4] +
+                      y * G[5] + x * G[6] + y * G[7]);
+    // q̂ = q / max(|q|, eps).
+    if (P.q_norm >= T(NORMALIZE_EPS)) {
+      const T dot = v_qn[0] * w + v_qn[1] * x + v_qn[2] * y + v_qn[3] * z;
+      for (int i = 0; i < 4; ++i) v_q[i] += (v_qn[i] - dot * P.qn[i]) / P.q_norm;
+    } else {
+      for (int i = 0; i < 4; ++i) v_q[i] += v_qn[i] / T(NORMALIZE_EPS);
+    }
+    v_logit += v_sig * P.sig * (T(1) - P.sig);
   }
   for (int i = 0; i < 3; ++i) {
     a.v_means[3 * n + i] = v_mean[i];
     a.v_log_scales[3 * n + i] = v_ls[i];
   }
   for (int i = 0; i < 4; ++i) a.v_quats[4 * n + i] = v_q[i];
-  a.v_opacity_logits[n] = v_sig * P.sig * (T(1) - P.sig);
+  a.v_opacity_logits[n] = v_logit;
 }
 
 namespace cpu {

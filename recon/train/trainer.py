@@ -292,8 +292,11 @@ class Trainer:
                 loss = loss + own
             if cfg.coverage_weight > 0 and self.images.shape[1] == 3:  # photos: no alpha
                 loss = loss + cfg.coverage_weight * (1.0 - result.alpha).mean()
-            if strategy_active and hasattr(self.strategy, "regularization"):  # MCMC's L1 terms
-                loss = loss + self.strategy.regularization(self.params, model)
+            shared = None  # a term of the step, not of its views: MCMC's L1s
+            if strategy_active and hasattr(self.strategy, "regularization"):
+                shared = self.strategy.regularization(self.params, model)
+                if not self.ranks.active:
+                    loss = loss + shared
             extra = self._per_view(result, views, lambda one, i, j: reg.loss(StepContext(
                 step=step, splats=drawn, result=one, camera=self.cameras[i], view=i,
                 target=targets[j])))
@@ -312,6 +315,9 @@ class Trainer:
             if self.ranks.active:
                 distributed.average_gradients(self._trained_tensors(), self.ranks.world)
                 distributed.average_in_place(model.backward_signals(), self.ranks.world)
+                if shared is not None:  # once, after the mean, as one process adds it once
+                    shared.backward()
+                    loss = loss + shared.detach()
             # NaN and inf survive a sum; one sum per tensor is ~10x cheaper than isfinite().
             grads = [t.grad for t in self._trained_tensors()]
             if not bool(torch.stack([g.sum() for g in grads]).sum().isfinite()):

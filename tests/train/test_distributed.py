@@ -62,12 +62,13 @@ def _two_ranks_and_one_process(common: dict, tmp_path: Path) -> tuple[dict, dict
 def test_two_ranks_stay_identical_and_match_one_process_batch(strategy, tiny_npz, tmp_path):
     """30 steps of 2 images (MCMC relocation and growth, or 3DGS densification at steps 10 and
     20): the ranks' parameters are bit-identical without any broadcast, the edits are the same
-    as one process with --batch-size 2 makes, and so are the values, to float32 rounding: 1e-5
-    of each tensor's largest entry (1e-5 absolute for tensors within ±1) for at least 98 % of
-    the rows. The rest are rows whose gradient is itself rounding-level (barely seen Gaussians):
-    Adam divides it by its own size, so the order of a float sum (all-reduce against one
-    process's accumulation) moves them by a fraction of a learning-rate step; they stay within
-    5e-3."""
+    as one process with --batch-size 2 makes, and so are the values, to float32 rounding: every
+    row within 1e-5 of each tensor's largest entry (1e-5 absolute for tensors within ±1). The
+    projection's backward finishes each camera's gradient before adding the next camera's, so a
+    batch sums what the all-reduce sums; what differs is the order in which the means add the
+    gradient through the colours' view directions (measured: at most 6e-11 for mcmc, 1.8e-5 of
+    opacities up to 4.6 for default; before the per-camera sums, 4 rows of 330 were off by up
+    to 1.3e-3)."""
     common = {"data": str(tiny_npz), "strategy": strategy, "batch_size": 2, "steps": 30}
     rank0, rank1, single = _two_ranks_and_one_process(common, tmp_path)
     assert rank0["step"] == rank1["step"] == single["step"] == 30
@@ -76,10 +77,8 @@ def test_two_ranks_stay_identical_and_match_one_process_batch(strategy, tiny_npz
     for name, value in single["params"].items():
         assert torch.equal(rank0["params"][name], rank1["params"][name]), name
         assert rank0["params"][name].shape == value.shape, name
-        error = (rank0["params"][name] - value).abs().reshape(rows, -1).amax(1)
-        scale = max(float(value.abs().max()), 1.0)
-        assert float((error > 1e-5 * scale).float().mean()) <= 0.02, name
-        assert float(error.max()) <= 5e-3, name
+        error = (rank0["params"][name] - value).abs().max()
+        assert float(error) <= 1e-5 * max(float(value.abs().max()), 1.0), name
     # Only rank 0 wrote: one metrics file (with the whole batch's loss) and its checkpoints.
     lines = (tmp_path / "run2" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [5, 10, 15, 20, 25, 30]
