@@ -76,10 +76,11 @@ def far_points(cameras, images: Sequence[np.ndarray], num: int, radius_factor: f
     behind 98 % of ``scene_points``; its points are a Fibonacci lattice over the directions some
     camera sees, widened by VIEW_MARGIN (``num`` of them there), each coloured by the median of
     the pixels (``images``: uint8 [H, W, C], one per camera) it projects to, or when it lies in
-    the margin alone, by the colour of the nearest point that has pixels. When the cameras agree on which
-    way is up, only the dome above the horizon (less HORIZON_MARGIN) is kept: below it the views
-    see the ground, near them (on lund, a far layer under the street took over the road and left
-    it translucent: 1.8 % of the test pixels less than half covered, against 0 without a layer).
+    the margin alone, by the colour of the nearest point that has pixels. When the cameras
+    agree on which way is up, only the dome above the horizon (less HORIZON_MARGIN) is kept:
+    below it the views see the ground, near them (on lund, a far layer under the street took
+    over the road and left it translucent: 1.8 % of the test pixels less than half covered,
+    against 0 without a layer).
     """
     centers = np.stack([c.center for c in cameras])
     center = centers.mean(0)

@@ -167,7 +167,8 @@ class FitConfig:
     coverage_weight: float = 0.0
     """Weight of the mean uncovered fraction (1 - alpha) of training images that have no alpha:
     a photo has no background, every pixel is some surface, so nothing may stay translucent
-    where the sky matches the training background (use with --init.far-points; 0: off)."""
+    where the sky matches the training background (with --init.far-points, what --preset
+    unbounded sets; 0: off)."""
     eps2d: float = 0.3
     """Screen-space dilation of every footprint (pixels²)."""
     appearance: bool = False
