@@ -186,11 +186,15 @@ def on_rank_zero(ranks: Ranks, work):
     return result
 
 
-def leave() -> None:
-    """Leave the process group (at the end of a fit, or after an error)."""
+def leave(finished: bool = False) -> None:
+    """Leave the process group: at the end of a fit (``finished``) after a barrier, so no rank
+    closes its connections while another still uses them; after an error at once (the others
+    may be gone)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if finished:
+            collective(dist.barrier)
         dist.destroy_process_group()
 
 

@@ -60,12 +60,14 @@ class TrainingInterrupted(ReconError):
 def fit(config: FitConfig) -> Path:
     """Fit (or with ``config.resume`` continue fitting) and return the run directory; under
     torchrun, as one rank of a data-parallel fit (``recon.train.distributed``)."""
+    finished = False
     try:
         trainer = Trainer.open(config)
         trainer.train()
+        finished = True
         return trainer.run_dir
     finally:
-        distributed.leave()
+        distributed.leave(finished)
 
 
 class Trainer:

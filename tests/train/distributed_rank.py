@@ -58,7 +58,7 @@ def main() -> None:
     torch.save({"params": {k: p.detach() for k, p in trainer.params.items()},
                 "start": start, "step": trainer.step},
                Path(args["save"]) / f"rank{rank}.pt")
-    distributed.leave()
+    distributed.leave(finished=True)
 
 
 if __name__ == "__main__":
