@@ -17,7 +17,8 @@ a far layer of points for the sky and distant background), appearance (+ --appea
 a per-image affine colour correction), far+appearance, far+random (the far layer trained over a
 random background colour per step, which leaves no gain in staying translucent), coverage
 (+ --coverage-weight 1: every pixel of a photo asked to be covered), far+coverage, and
-unbounded (what --preset unbounded adds to the fast preset: 3000 far points and the coverage term).
+unbounded (what --preset unbounded adds to the fast preset: 3000 far points and the coverage
+term).
 
     python bench/photos.py [--folders lund,skull] [--variants base,far] [--steps 7000]
                            [--eval-at 2000,7000] [--downscale 4] [--threads N] [--work DIR]

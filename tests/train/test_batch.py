@@ -39,6 +39,36 @@ def test_camera_result_is_the_one_camera_render(tiny_npz, tmp_path):
         assert torch.equal(view.radii, one.radii) and view.means2d.shape == one.means2d.shape
 
 
+def test_a_batch_gradient_is_the_sum_of_its_cameras_gradients_to_the_bit(tiny_npz, tmp_path):
+    """What two ranks all-reduce (each camera's gradient, then their sum) is what one process's
+    batch computes, bit for bit: the projection's backward finishes each camera's gradient
+    (through the quaternion normalisation and the sigmoid) before adding it to the others'.
+    (With the old per-row running sums this fails: scales and rotations differ.) DC colours
+    only: view-dependent colours add the view directions' gradient to the means in another
+    order (a few ulps)."""
+    trainer = Trainer.open(small_config(tiny_npz, tmp_path / "run"))
+    generator = torch.Generator().manual_seed(5)
+    v_image = torch.randn(2, 3, 32, 32, generator=generator)
+    v_alpha = torch.randn(2, 32, 32, generator=generator)
+
+    def gradients(views: list[int], weight: float) -> dict:
+        for p in trainer.params.values():
+            p.grad = None
+        cameras = ([trainer.cameras[i] for i in views] if len(views) > 1
+                   else trainer.cameras[views[0]])
+        drawn = trainer.draw(trainer.params, cameras, trainer.model.colors(trainer.params, 0), 0,
+                             torch.ones(3), False)
+        ((drawn.features * v_image[views].squeeze(0)).sum()
+         + (drawn.alpha * v_alpha[views].squeeze(0)).sum()).mul(weight).backward()
+        return {k: p.grad.clone() for k, p in trainer.params.items() if p.grad is not None}
+
+    batch = gradients([0, 1], 0.5)
+    first, second = gradients([0], 1.0), gradients([1], 1.0)
+    assert {"means", "scales", "quats", "opacities", "sh0"} <= set(batch)
+    for name, value in batch.items():
+        assert torch.equal(value, (first[name] + second[name]) / 2), name
+
+
 def test_a_batch_renders_b_views_scales_the_rates_and_averages_the_loss(tiny_npz, tmp_path):
     trainer = Trainer.open(small_config(tiny_npz, tmp_path / "run", batch_size=3))
     views = trainer._batch_views(0)
