@@ -182,3 +182,38 @@ def test_a_3dgs_ply_file_is_viewed_as_its_splats(fitted_run, tmp_path):
         assert view.sh_degree == 3  # every band the file holds (max_sh_degree 3)
     finally:
         viewer.close()
+
+
+def test_the_viewer_opens_over_the_first_training_camera_with_frustums_sized_to_the_scene(
+        fitted_run):
+    """`recon view` starts where the user took the photos (behind and above the first training
+    camera, with its field of view, looking at what the cameras see), and frustum size follows
+    the scene's scale, so a scene in millimetres and one in kilometres both read."""
+    import dataclasses
+
+    from recon.models.points import viewed_region
+    from recon.viewer.scene import camera_scale
+
+    viewer = open_viewer(fitted_run, port=0, quiet=True)
+    try:
+        cameras, initial = viewer._cameras, viewer.server.initial_camera
+        first = Keyframe.from_camera(cameras[0])
+        target = viewed_region(cameras)[0]
+        np.testing.assert_allclose(initial.look_at, target, atol=1e-5)
+        assert initial.fov == pytest.approx(first.fov)
+        # Farther from the target than the first camera, and near its direction (within 45°).
+        offset, start = first.position - target, np.asarray(initial.position) - target
+        assert np.linalg.norm(start) > 1.2 * np.linalg.norm(offset)
+        assert offset @ start / (np.linalg.norm(offset) * np.linalg.norm(start)) > math.cos(
+            math.radians(45))
+    finally:
+        viewer.close()
+
+    def scaled(camera, factor):
+        w2c = camera.world_to_camera.copy()
+        w2c[:3, 3] *= factor  # the same rotations, every centre `factor` times as far out
+        return dataclasses.replace(camera, world_to_camera=w2c)
+
+    size = camera_scale(cameras)
+    assert 0 < size < 0.1 * max(np.linalg.norm(c.center - cameras[0].center) for c in cameras)
+    assert camera_scale([scaled(c, 1000.0) for c in cameras]) == pytest.approx(1000.0 * size)
